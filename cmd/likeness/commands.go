@@ -1,0 +1,314 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/runstate"
+	"github.com/likeness-run/likeness/scheduler"
+	"github.com/likeness-run/likeness/worker"
+)
+
+func (a *app) submitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "submit SPEC",
+		Short: "Upload references and enqueue a spec's tasks; print the run id",
+		Long: `submit validates SPEC, uploads its references to the bucket, records the run
+in Redis and enqueues one task per (character × prompt × model × variant). It
+prints the run id on stdout and returns at once; start workers to do the work.
+Submitting the identical spec again enqueues nothing and pays for nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSpec(args[0])
+			if err != nil {
+				return err
+			}
+			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			sub, err := a.submit(cmd.Context(), in, s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, sub.RunID)
+			if !sub.Existing {
+				fmt.Fprintf(a.stderr, "submitted %d tasks; follow with: likeness watch %s\n", sub.Tasks, sub.RunID)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) workerCmd() *cobra.Command {
+	var concurrency int
+	var shutdown time.Duration
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Consume tasks from the shared queue (start as many as you like)",
+		Long: `worker serves the queues of every provider it has credentials for (the
+simulator always) until SIGINT or SIGTERM. On shutdown it stops taking tasks,
+lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			gens, err := a.generators()
+			if err != nil {
+				return inputErr(err)
+			}
+			w, err := worker.New(worker.Config{
+				Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
+				Concurrency: concurrency, ShutdownTimeout: shutdown, Logger: a.log,
+			})
+			if err != nil {
+				return inputErr(err)
+			}
+			if err := w.Start(); err != nil {
+				return infraErr(err)
+			}
+			<-cmd.Context().Done()
+			a.log.Info("shutting down: finishing tasks in flight", "timeout", shutdown)
+			w.Shutdown()
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once")
+	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
+	return cmd
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status RUN",
+		Short: "Print a run's counts, cost and state",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.connect(cmd.Context(), connectOpts{})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			st, err := in.runs.Get(cmd.Context(), args[0])
+			if errors.Is(err, runstate.ErrNotFound) {
+				return inputErr(fmt.Errorf("run %s not found", args[0]))
+			}
+			if err != nil {
+				return infraErr(err)
+			}
+			if asJSON {
+				return json.NewEncoder(a.stdout).Encode(statusJSON(st))
+			}
+			printStatus(a, st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) watchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch RUN",
+		Short: "Redraw a run's progress until it finishes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.connect(cmd.Context(), connectOpts{})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			st, err := a.waitRun(cmd.Context(), in.runs, args[0], true)
+			if err != nil {
+				return err
+			}
+			printStatus(a, st)
+			if st.Succeeded < st.Total {
+				return errRunFailed
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel RUN",
+		Short: "Stop a run: tasks not yet started end as skipped_canceled",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.connect(cmd.Context(), connectOpts{})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			if err := in.runs.Cancel(cmd.Context(), args[0]); errors.Is(err, runstate.ErrNotFound) {
+				return inputErr(fmt.Errorf("run %s not found", args[0]))
+			} else if err != nil {
+				return infraErr(err)
+			}
+			fmt.Fprintf(a.stdout, "run %s canceled\n", args[0])
+			return nil
+		},
+	}
+}
+
+type runStatusJSON struct {
+	Run       string  `json:"run"`
+	Name      string  `json:"name"`
+	State     string  `json:"state"`
+	Total     int     `json:"total"`
+	Succeeded int     `json:"succeeded"`
+	Failed    int     `json:"failed"`
+	Skipped   int     `json:"skipped"`
+	Cached    int     `json:"cached"`
+	Pending   int     `json:"pending"`
+	CostUSD   float64 `json:"cost_usd"`
+	BudgetUSD float64 `json:"budget_usd,omitempty"`
+	Finalized bool    `json:"finalized"`
+	CreatedAt string  `json:"created_at"`
+	ElapsedS  float64 `json:"elapsed_s"`
+}
+
+func statusJSON(st *runstate.Status) runStatusJSON {
+	end := time.Now()
+	if !st.FinishedAt.IsZero() {
+		end = st.FinishedAt
+	}
+	return runStatusJSON{
+		Run: st.ID, Name: st.Name, State: string(st.State), Total: st.Total,
+		Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.SkippedBudget + st.SkippedCanceled,
+		Cached: st.Cached, Pending: st.Total - st.Done(), CostUSD: st.CostUSD, BudgetUSD: st.BudgetUSD,
+		Finalized: st.Finalized > 0, CreatedAt: st.CreatedAt.UTC().Format(time.RFC3339),
+		ElapsedS: end.Sub(st.CreatedAt).Seconds(),
+	}
+}
+
+func printStatus(a *app, st *runstate.Status) {
+	j := statusJSON(st)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "run\t%s (%s)\n", j.Run, j.Name)
+	fmt.Fprintf(tw, "state\t%s\n", j.State)
+	fmt.Fprintf(tw, "tasks\t%d total · %d succeeded · %d failed · %d skipped · %d pending · %d reused\n",
+		j.Total, j.Succeeded, j.Failed, j.Skipped, j.Pending, j.Cached)
+	budget := "no budget"
+	if j.BudgetUSD > 0 {
+		budget = fmt.Sprintf("budget $%.2f", j.BudgetUSD)
+	}
+	fmt.Fprintf(tw, "cost\t$%.2f (%s)\n", j.CostUSD, budget)
+	elapsed := time.Duration(j.ElapsedS * float64(time.Second)).Round(time.Second)
+	eta := ""
+	if done := st.Done(); done > 0 && j.Pending > 0 {
+		eta = fmt.Sprintf(" · ETA %s", time.Duration(float64(elapsed)/float64(done)*float64(j.Pending)).Round(time.Second))
+	}
+	fmt.Fprintf(tw, "elapsed\t%s%s\n", elapsed, eta)
+	tw.Flush()
+}
+
+func (a *app) modelsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "List the model registry: prices, limits and parameters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			models := provider.DefaultRegistry().Models()
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(models)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "MODEL\tPRICE/IMAGE\tLATENCY\tLIMITS\tPARAMETERS")
+			for _, m := range models {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Ref, priceText(m.Pricing), m.Latency, limitsText(m.Limits), paramsText(m.Params))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func priceText(p provider.Pricing) string {
+	if p.ByParam == "" || len(p.Table) == 0 {
+		return fmt.Sprintf("$%.3f", p.Base)
+	}
+	keys := make([]string, 0, len(p.Table))
+	for k := range p.Table {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return p.Table[keys[i]] < p.Table[keys[j]] })
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s $%.3f", k, p.Table[k]))
+	}
+	return fmt.Sprintf("%s: %s", p.ByParam, strings.Join(parts, ", "))
+}
+
+func limitsText(l provider.Limits) string {
+	var parts []string
+	if l.RequestsPerMinute > 0 {
+		parts = append(parts, fmt.Sprintf("%d req/min", l.RequestsPerMinute))
+	}
+	if l.Concurrency > 0 {
+		parts = append(parts, fmt.Sprintf("%d in flight", l.Concurrency))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return l.Key + ": " + strings.Join(parts, ", ")
+}
+
+func paramsText(ps []provider.Param) string {
+	names := make([]string, 0, len(ps))
+	for _, p := range ps {
+		n := p.Name
+		if p.Required {
+			n += "*"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, " ")
+}
+
+func (a *app) estimateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "estimate SPEC",
+		Short: "Tasks, cost and time for a spec, before spending anything",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSpec(args[0])
+			if err != nil {
+				return err
+			}
+			e := scheduler.EstimateSpec(s)
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "MODEL\tTASKS\tCOST\tTIME")
+			for _, m := range e.Models {
+				fmt.Fprintf(tw, "%s (%s)\t%d\t$%.2f\t%s\n", m.Model, m.Ref, m.Tasks, m.CostUSD, m.Duration.Round(time.Second))
+			}
+			fmt.Fprintf(tw, "total\t%d\t$%.2f\t%s\n", e.Tasks, e.CostUSD, e.Duration.Round(time.Second))
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if s.BudgetUSD > 0 && e.CostUSD > s.BudgetUSD {
+				fmt.Fprintf(a.stdout, "the estimate exceeds budget_usd $%.2f: tasks past it will be skipped\n", s.BudgetUSD)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/likeness-run/likeness/pkg/embedded"
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/provider/sim"
+	"github.com/likeness-run/likeness/pkg/runstate"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/worker"
+)
+
+// blobStore is the method set of both stores, for the CLI that builds them.
+type blobStore interface {
+	worker.Blobs
+	PutIfAbsent(ctx context.Context, key string, data []byte, contentType string) (bool, error)
+	Location(key string) string
+}
+
+// infra is the connected Redis and object store a command works with.
+type infra struct {
+	redisOpt asynq.RedisConnOpt
+	rdb      redis.UniversalClient
+	runs     *runstate.Store
+	blobs    blobStore
+	embedded *embedded.Redis
+	// distributed is false in the embedded mode.
+	distributed bool
+}
+
+func (in *infra) Close() {
+	if in.rdb != nil {
+		in.rdb.Close()
+	}
+	if in.embedded != nil {
+		in.embedded.Close()
+	}
+}
+
+// connectOpts says what a command may fall back to.
+type connectOpts struct {
+	// embedded allows an in-process Redis when LIKENESS_REDIS_URL is unset.
+	embedded bool
+	// outDir is the local store's root when LIKENESS_S3_ENDPOINT is unset;
+	// empty means a bucket is required.
+	outDir string
+	// needStore is false for commands that only read Redis.
+	needStore bool
+}
+
+// connect builds Redis and store clients from the environment and checks
+// that both answer. Missing configuration is bad input (exit 2); a server
+// that does not answer is infrastructure (exit 3).
+func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
+	in := &infra{}
+	url := a.getenv("LIKENESS_REDIS_URL")
+	switch {
+	case url != "":
+		opt, err := asynq.ParseRedisURI(url)
+		if err != nil {
+			return nil, inputErr(fmt.Errorf("LIKENESS_REDIS_URL: %w", err))
+		}
+		in.redisOpt = opt
+		in.distributed = true
+	case o.embedded:
+		r, err := embedded.StartRedis()
+		if err != nil {
+			return nil, infraErr(err)
+		}
+		in.embedded = r
+		in.redisOpt = asynq.RedisClientOpt{Addr: r.Addr()}
+	default:
+		return nil, inputErr(errors.New("LIKENESS_REDIS_URL is not set: this command needs the shared Redis (or use `likeness run SPEC` for the embedded mode)"))
+	}
+	rdb, ok := in.redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		in.Close()
+		return nil, inputErr(errors.New("LIKENESS_REDIS_URL: unsupported Redis connection type"))
+	}
+	in.rdb = rdb
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		in.Close()
+		return nil, infraErr(fmt.Errorf("redis %s does not answer: %w", redactURL(url), err))
+	}
+	in.runs = runstate.New(rdb, runstate.Config{})
+	if !o.needStore {
+		return in, nil
+	}
+	blobs, err := a.openStore(ctx, o.outDir)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	in.blobs = blobs
+	return in, nil
+}
+
+func (a *app) openStore(ctx context.Context, outDir string) (blobStore, error) {
+	endpoint := a.getenv("LIKENESS_S3_ENDPOINT")
+	if endpoint == "" {
+		if outDir == "" {
+			return nil, inputErr(errors.New("LIKENESS_S3_ENDPOINT is not set: this command needs the shared bucket"))
+		}
+		d, err := store.NewDir(outDir)
+		if err != nil {
+			return nil, inputErr(fmt.Errorf("--out %s: %w", outDir, err))
+		}
+		return d, nil
+	}
+	secure := false
+	if v := a.getenv("LIKENESS_S3_SECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, inputErr(fmt.Errorf("LIKENESS_S3_SECURE=%q: want true or false", v))
+		}
+		secure = b
+	}
+	s3, err := store.NewS3(store.S3Config{
+		Endpoint: endpoint, AccessKey: a.getenv("LIKENESS_S3_ACCESS_KEY"),
+		SecretKey: a.getenv("LIKENESS_S3_SECRET_KEY"), Bucket: a.getenv("LIKENESS_S3_BUCKET"),
+		Secure: secure, Region: a.getenv("LIKENESS_S3_REGION"),
+	})
+	if err != nil {
+		return nil, inputErr(err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s3.EnsureBucket(bctx); err != nil {
+		return nil, infraErr(fmt.Errorf("object store %s: %w", endpoint, err))
+	}
+	return s3, nil
+}
+
+// redactURL hides a password in a Redis URL before it is printed.
+func redactURL(u string) string {
+	opt, err := redis.ParseURL(u)
+	if err != nil || opt.Password == "" {
+		return u
+	}
+	return fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
+}
+
+// generators builds the adapters this process can serve: the simulator
+// always, hosted providers when their key is in the environment.
+func (a *app) generators() (map[string]provider.Generator, error) {
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]provider.Generator{"sim": s}, nil
+}

@@ -1,0 +1,315 @@
+package deployments
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// kubeDir holds the Kubernetes manifests, relative to this package.
+const kubeDir = "kubernetes"
+
+// object is the part of a Kubernetes (or kustomize) document the tests read.
+type object struct {
+	file string // base name of the file it came from
+
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   objectMeta        `yaml:"metadata"`
+	Data       map[string]string `yaml:"data"`       // ConfigMap, Secret
+	StringData map[string]string `yaml:"stringData"` // Secret
+	Resources  []string          `yaml:"resources"`  // Kustomization
+	Spec       deploymentSpec    `yaml:"spec"`       // Deployment
+}
+
+type objectMeta struct {
+	Name   string            `yaml:"name"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+type deploymentSpec struct {
+	Replicas *int `yaml:"replicas"`
+	Selector struct {
+		MatchLabels map[string]string `yaml:"matchLabels"`
+	} `yaml:"selector"`
+	Template struct {
+		Metadata objectMeta `yaml:"metadata"`
+		Spec     struct {
+			TerminationGracePeriodSeconds *int64          `yaml:"terminationGracePeriodSeconds"`
+			SecurityContext               securityContext `yaml:"securityContext"`
+			Containers                    []container     `yaml:"containers"`
+		} `yaml:"spec"`
+	} `yaml:"template"`
+}
+
+type securityContext struct {
+	RunAsNonRoot           *bool `yaml:"runAsNonRoot"`
+	ReadOnlyRootFilesystem *bool `yaml:"readOnlyRootFilesystem"`
+}
+
+type container struct {
+	Name            string          `yaml:"name"`
+	Image           string          `yaml:"image"`
+	Args            []string        `yaml:"args"`
+	Env             []envVar        `yaml:"env"`
+	SecurityContext securityContext `yaml:"securityContext"`
+	Resources       struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+}
+
+type envVar struct {
+	Name      string `yaml:"name"`
+	Value     string `yaml:"value"`
+	ValueFrom *struct {
+		ConfigMapKeyRef *keyRef `yaml:"configMapKeyRef"`
+		SecretKeyRef    *keyRef `yaml:"secretKeyRef"`
+	} `yaml:"valueFrom"`
+}
+
+type keyRef struct {
+	Name string `yaml:"name"`
+	Key  string `yaml:"key"`
+}
+
+// kubernetes is every document under deployments/kubernetes, with the ones
+// the worker depends on picked out.
+type kubernetes struct {
+	objects       []object
+	kustomization object
+	deployment    object
+	configMap     object
+	secret        object
+}
+
+// loadKubernetes decodes every YAML document under deployments/kubernetes
+// and requires exactly one Kustomization, Deployment, ConfigMap and Secret.
+func loadKubernetes(t *testing.T) kubernetes {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(kubeDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kubernetes
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var o object
+			err := dec.Decode(&o)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if o.Kind == "" && o.APIVersion == "" && o.Metadata.Name == "" {
+				continue // an empty document between two ---
+			}
+			o.file = filepath.Base(file)
+			k.objects = append(k.objects, o)
+		}
+	}
+	pick := map[string]*object{
+		"Kustomization": &k.kustomization,
+		"Deployment":    &k.deployment,
+		"ConfigMap":     &k.configMap,
+		"Secret":        &k.secret,
+	}
+	for kind, dst := range pick {
+		var found []string
+		for _, o := range k.objects {
+			if o.Kind == kind {
+				*dst = o
+				found = append(found, o.file)
+			}
+		}
+		if len(found) != 1 {
+			t.Fatalf("want exactly one %s under %s, found %d %v", kind, kubeDir, len(found), found)
+		}
+	}
+	if len(k.deployment.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("Deployment %s has %d containers, want 1", k.deployment.Metadata.Name, len(k.deployment.Spec.Template.Spec.Containers))
+	}
+	return k
+}
+
+func TestKubernetes(t *testing.T) {
+	t.Parallel()
+	k := loadKubernetes(t)
+	pod := k.deployment.Spec.Template.Spec
+	c := pod.Containers[0]
+
+	t.Run("documents are well formed", func(t *testing.T) {
+		t.Parallel()
+		for _, o := range k.objects {
+			if o.Kind == "Kustomization" {
+				continue // kustomize's own file has no metadata.name
+			}
+			if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
+				t.Errorf("%s: document (kind %q, name %q) lacks apiVersion, kind or metadata.name", o.file, o.Kind, o.Metadata.Name)
+			}
+		}
+	})
+
+	t.Run("kustomization lists every manifest", func(t *testing.T) {
+		t.Parallel()
+		var manifests []string
+		for _, o := range k.objects {
+			if o.Kind != "Kustomization" && !slices.Contains(manifests, o.file) {
+				manifests = append(manifests, o.file)
+			}
+		}
+		slices.Sort(manifests)
+		got := slices.Sorted(slices.Values(k.kustomization.Resources))
+		if diff := cmp.Diff(manifests, got); diff != "" {
+			t.Errorf("%s resources (-manifests in %s +listed):\n%s", k.kustomization.file, kubeDir, diff)
+		}
+	})
+
+	t.Run("worker args", func(t *testing.T) {
+		t.Parallel()
+		if len(c.Args) == 0 || c.Args[0] != "worker" {
+			t.Fatalf("container args %q; want them to start with the worker subcommand", c.Args)
+		}
+		// The same worker as docker-compose.yml, so the two do not drift.
+		w, err := loadCompose(t, nil).GetService("worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string(w.Command), c.Args); diff != "" {
+			t.Errorf("kubernetes args differ from the compose worker command (-compose +kubernetes):\n%s", diff)
+		}
+		if w.StopGracePeriod != nil && pod.TerminationGracePeriodSeconds != nil {
+			compose := time.Duration(*w.StopGracePeriod)
+			kube := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+			if compose != kube {
+				t.Errorf("terminationGracePeriodSeconds is %s, compose stop_grace_period %s", kube, compose)
+			}
+		}
+	})
+
+	t.Run("selector matches pod labels", func(t *testing.T) {
+		t.Parallel()
+		sel := k.deployment.Spec.Selector.MatchLabels
+		if len(sel) == 0 {
+			t.Fatal("Deployment has no selector.matchLabels")
+		}
+		for key, v := range sel {
+			if got := k.deployment.Spec.Template.Metadata.Labels[key]; got != v {
+				t.Errorf("selector %s=%s, pod template label is %q", key, v, got)
+			}
+		}
+	})
+
+	t.Run("env references resolve", func(t *testing.T) {
+		t.Parallel()
+		secretKeys := map[string]bool{}
+		for key := range k.secret.Data {
+			secretKeys[key] = true
+		}
+		for key := range k.secret.StringData {
+			secretKeys[key] = true
+		}
+		for _, e := range c.Env {
+			if !envDocumented(e.Name) {
+				t.Errorf("container sets %s, which likeness does not read (typo?)", e.Name)
+			}
+			if e.ValueFrom == nil {
+				continue
+			}
+			var ref *keyRef
+			switch {
+			case e.ValueFrom.ConfigMapKeyRef != nil:
+				ref = e.ValueFrom.ConfigMapKeyRef
+				if ref.Name != k.configMap.Metadata.Name {
+					t.Errorf("%s: configMapKeyRef names ConfigMap %q, the manifests define %q", e.Name, ref.Name, k.configMap.Metadata.Name)
+				}
+				if _, ok := k.configMap.Data[ref.Key]; !ok {
+					t.Errorf("%s: ConfigMap %s has no key %s", e.Name, ref.Name, ref.Key)
+				}
+			case e.ValueFrom.SecretKeyRef != nil:
+				ref = e.ValueFrom.SecretKeyRef
+				if ref.Name != k.secret.Metadata.Name {
+					t.Errorf("%s: secretKeyRef names Secret %q, the manifests define %q", e.Name, ref.Name, k.secret.Metadata.Name)
+				}
+				if !secretKeys[ref.Key] {
+					t.Errorf("%s: Secret %s has no key %s", e.Name, ref.Name, ref.Key)
+				}
+			default:
+				continue
+			}
+			if ref.Key != e.Name {
+				t.Errorf("env %s reads key %s; keep key and variable names equal", e.Name, ref.Key)
+			}
+		}
+		for key := range k.configMap.Data {
+			if !envDocumented(key) {
+				t.Errorf("ConfigMap key %s is not a variable likeness reads", key)
+			}
+		}
+		for key := range secretKeys {
+			if !envDocumented(key) {
+				t.Errorf("Secret key %s is not a variable likeness reads", key)
+			}
+		}
+	})
+
+	t.Run("secret example holds placeholders", func(t *testing.T) {
+		t.Parallel()
+		if !strings.Contains(k.secret.file, "example") {
+			t.Errorf("Secret lives in %s; keep it in a file named as an example", k.secret.file)
+		}
+		if len(k.secret.Data) > 0 {
+			t.Errorf("example Secret uses data:, want readable stringData placeholders")
+		}
+		for key, v := range k.secret.StringData {
+			if !strings.HasPrefix(v, "example-") {
+				t.Errorf("example Secret %s = %q; placeholders start with example- so a real key is never committed here", key, v)
+			}
+		}
+	})
+
+	t.Run("hardened pod", func(t *testing.T) {
+		t.Parallel()
+		nonRoot := pod.SecurityContext.RunAsNonRoot
+		if c.SecurityContext.RunAsNonRoot != nil {
+			nonRoot = c.SecurityContext.RunAsNonRoot
+		}
+		if nonRoot == nil || !*nonRoot {
+			t.Error("runAsNonRoot is not true")
+		}
+		if ro := c.SecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
+			t.Error("container readOnlyRootFilesystem is not true")
+		}
+		if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 60 {
+			t.Errorf("terminationGracePeriodSeconds %v; in-flight provider calls need time to finish", pod.TerminationGracePeriodSeconds)
+		}
+		for _, r := range []string{"cpu", "memory"} {
+			if c.Resources.Requests[r] == "" {
+				t.Errorf("container has no %s request", r)
+			}
+		}
+		if c.Resources.Limits["memory"] == "" {
+			t.Error("container has no memory limit")
+		}
+	})
+
+	t.Run("image pinned", func(t *testing.T) {
+		t.Parallel()
+		checkPinned(t, "Deployment "+k.deployment.Metadata.Name, c.Image)
+	})
+}

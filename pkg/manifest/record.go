@@ -1,0 +1,111 @@
+// Package manifest defines what a run leaves behind besides its images: the
+// per-task Record a worker writes when a task reaches a terminal state, the
+// manifest.jsonl the fan-in assembles from those records, the run.json
+// Summary, and the HTML comparison report.
+//
+// Records are written under runs/<run>/records/<task>.json; the fan-in reads
+// them all, so a redelivered task that rewrites its record never produces a
+// second manifest line.
+package manifest
+
+import "time"
+
+// Status is a task's terminal state.
+type Status string
+
+// Terminal states.
+const (
+	Succeeded       Status = "succeeded"
+	Failed          Status = "failed"
+	SkippedBudget   Status = "skipped_budget"
+	SkippedCanceled Status = "skipped_canceled"
+)
+
+// Attempt is one try at a task, kept so a record explains its retries.
+type Attempt struct {
+	N         int       `json:"n"`
+	Seed      int64     `json:"seed"`
+	Class     string    `json:"class,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	RequestID string    `json:"provider_request_id,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	// DurationMS is the attempt's wall time in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// Record is one task's outcome: one line of manifest.jsonl.
+type Record struct {
+	Run        string `json:"run"`
+	Task       string `json:"task"`
+	Character  string `json:"character"`
+	Prompt     string `json:"prompt"`
+	PromptText string `json:"prompt_text"`
+	Model      string `json:"model"`
+	ModelRef   string `json:"model_ref"`
+	Provider   string `json:"provider"`
+	Variant    int    `json:"variant"`
+	// Seed is the seed of the attempt that produced the output (or the last one tried).
+	Seed   int64  `json:"seed"`
+	Status Status `json:"status"`
+	// ReferenceKey is the character reference's object key.
+	ReferenceKey string `json:"reference_key"`
+	OutputKey    string `json:"output_key,omitempty"`
+	SHA256       string `json:"sha256,omitempty"`
+	Width        int    `json:"width,omitempty"`
+	Height       int    `json:"height,omitempty"`
+	ContentType  string `json:"content_type,omitempty"`
+	Bytes        int64  `json:"bytes,omitempty"`
+	// ContentKey identifies the exact request (model, params, prompt,
+	// reference, seed); a stored record with the same key is a cache hit.
+	ContentKey        string    `json:"content_key"`
+	Attempts          int       `json:"attempts"`
+	AttemptLog        []Attempt `json:"attempt_log,omitempty"`
+	ProviderRequestID string    `json:"provider_request_id,omitempty"`
+	RevisedPrompt     string    `json:"revised_prompt,omitempty"`
+	Tags              []string  `json:"tags,omitempty"`
+	CostUSD           float64   `json:"cost_usd"`
+	ProviderLatencyMS int64     `json:"provider_latency_ms"`
+	QueueWaitMS       int64     `json:"queue_wait_ms"`
+	ErrorClass        string    `json:"error_class,omitempty"`
+	Error             string    `json:"error,omitempty"`
+	StartedAt         time.Time `json:"started_at"`
+	FinishedAt        time.Time `json:"finished_at"`
+	TraceID           string    `json:"trace_id,omitempty"`
+	Cached            bool      `json:"cached"`
+}
+
+// ModelStats summarises one model's tasks in a run.
+type ModelStats struct {
+	Model       string  `json:"model"`
+	ModelRef    string  `json:"model_ref"`
+	Total       int     `json:"total"`
+	Succeeded   int     `json:"succeeded"`
+	Failed      int     `json:"failed"`
+	Skipped     int     `json:"skipped"`
+	SuccessRate float64 `json:"success_rate"`
+	// Latency percentiles of provider latency over succeeded tasks, in ms.
+	LatencyP50MS  int64   `json:"latency_p50_ms"`
+	LatencyP95MS  int64   `json:"latency_p95_ms"`
+	LatencyMeanMS int64   `json:"latency_mean_ms"`
+	Attempts      int     `json:"attempts"`
+	CostUSD       float64 `json:"cost_usd"`
+}
+
+// Summary is run.json.
+type Summary struct {
+	Run        string       `json:"run"`
+	Name       string       `json:"name"`
+	SpecKey    string       `json:"spec_key"`
+	Total      int          `json:"total"`
+	Succeeded  int          `json:"succeeded"`
+	Failed     int          `json:"failed"`
+	Skipped    int          `json:"skipped"`
+	Cached     int          `json:"cached"`
+	CostUSD    float64      `json:"cost_usd"`
+	BudgetUSD  float64      `json:"budget_usd,omitempty"`
+	CreatedAt  time.Time    `json:"created_at"`
+	FinishedAt time.Time    `json:"finished_at"`
+	WallS      float64      `json:"wall_s"`
+	Models     []ModelStats `json:"models"`
+	TraceID    string       `json:"trace_id,omitempty"`
+}

@@ -1,0 +1,125 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Class is a failure class from shared/providers.md. It decides what the
+// worker does with a failed attempt.
+type Class string
+
+// Failure classes. The zero Class means "no failure".
+const (
+	// Transient failures (5xx, timeouts, dropped connections) back off with jitter.
+	Transient Class = "transient"
+	// Rate failures wait exactly what the provider said and are not counted as
+	// failed attempts.
+	Rate Class = "rate"
+	// Input failures are permanent: the request itself is wrong.
+	Input Class = "input"
+	// Safety failures are moderation rejections; they retry with another seed
+	// within the spec's output-retry allowance.
+	Safety Class = "safety"
+	// Billing failures (credit, quota, revoked key) stop the provider for the run.
+	Billing Class = "billing"
+	// BadOutput means the provider answered but the image failed an output
+	// check (blank, wrong size, undecodable); treated like Safety.
+	BadOutput Class = "bad_output"
+)
+
+// Sentinel errors for the permanent classes; errors.Is matches an *Error of
+// the same class against them.
+var (
+	ErrInput   = errors.New("invalid input")
+	ErrSafety  = errors.New("rejected by safety filter")
+	ErrBilling = errors.New("billing or credentials problem")
+)
+
+// Error is a failure reported by a provider, with what the manifest needs to
+// explain it.
+type Error struct {
+	// Class decides the retry behaviour.
+	Class Class
+	// Provider is the adapter name, e.g. "replicate".
+	Provider string
+	// Status is the HTTP status, 0 if the failure was not an HTTP answer.
+	Status int
+	// Code is the provider's machine-readable code, if any
+	// (e.g. "insufficient_quota", "SAFETY.INPUT.TEXT", "E1001").
+	Code string
+	// RequestID is the provider's id for the request, if known.
+	RequestID string
+	// Message is the provider's human-readable explanation.
+	Message string
+	// RetryAfter is the wait the provider asked for (Rate class), or zero.
+	RetryAfter time.Duration
+	// Err is an underlying cause (network error, decode error), if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Provider)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " %d", e.Status)
+	}
+	fmt.Fprintf(&b, " %s", e.Class)
+	if e.Code != "" {
+		fmt.Fprintf(&b, " [%s]", e.Code)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " (request %s)", e.RequestID)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is lets errors.Is(err, ErrInput) and friends match by class.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrInput:
+		return e.Class == Input
+	case ErrSafety:
+		return e.Class == Safety
+	case ErrBilling:
+		return e.Class == Billing
+	}
+	return false
+}
+
+// ClassOf classifies any error from an adapter. Errors that are not *Error
+// (network failures, context cancellation during shutdown) are Transient, so
+// the task is requeued rather than failed.
+func ClassOf(err error) Class {
+	if err == nil {
+		return ""
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	return Transient
+}
+
+// RetryAfterOf returns the wait a Rate error asked for, or zero.
+func RetryAfterOf(err error) time.Duration {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.RetryAfter
+	}
+	return 0
+}

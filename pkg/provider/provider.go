@@ -1,0 +1,70 @@
+// Package provider is the provider-neutral side of image generation: the
+// Request a worker sends, the Result it gets back, the error vocabulary that
+// steers retries, and the registry of models a spec may name.
+//
+// In the task lifecycle (see design.md) the worker builds a Request from a task
+// payload, hands it to the adapter registered for the model's provider
+// (pkg/provider/<name>), and maps the adapter's error onto the queue with
+// ClassOf: TRANSIENT errors back off, RATE errors wait exactly what the
+// provider asked, INPUT and BILLING errors stop, SAFETY errors retry with a new
+// seed within the spec's allowance. Adapters live in sub-packages and return
+// concrete clients; this package imports none of them.
+package provider
+
+import (
+	"context"
+	"time"
+)
+
+// Image is an image passed to or returned by a provider.
+type Image struct {
+	// Data holds the encoded bytes (PNG, JPEG or WebP).
+	Data []byte
+	// ContentType is the sniffed MIME type of Data, e.g. "image/png".
+	ContentType string
+	// URL, when set, is a URL the provider can fetch the same bytes from
+	// (a presigned object-store URL). Adapters prefer it for large images.
+	URL string
+}
+
+// Request is one generation: one prompt, one character reference, one seed.
+type Request struct {
+	// Model is the model name within its provider, e.g.
+	// "black-forest-labs/flux-kontext-pro" or, for the simulator, "kontext".
+	Model string
+	// Prompt is the text instruction.
+	Prompt string
+	// Reference is the character reference image.
+	Reference Image
+	// Seed is the derived per-attempt seed, always in [0, 2147483647].
+	Seed int64
+	// Width and Height, when non-zero, are the output size the caller expects.
+	Width, Height int
+	// Params are the model parameters from the spec, already validated
+	// against the registry.
+	Params map[string]any
+}
+
+// Result is what a successful generation produced.
+type Result struct {
+	// Image is the output, downloaded at once and stored as returned.
+	Image Image
+	// RequestID is the provider's id for the request (prediction id, task id).
+	RequestID string
+	// CostUSD is the provider's price for this output.
+	CostUSD float64
+	// Latency is the wall time spent in the provider, from submit to output.
+	Latency time.Duration
+	// RevisedPrompt is the prompt the provider actually used, when it says.
+	RevisedPrompt string
+	// Seed is the seed the provider reports having used, when it says.
+	Seed int64
+}
+
+// Generator is what every adapter implements: one call, one output image.
+// Implementations must honour ctx for every wait, must not retry on their own
+// (the queue owns retries), and must return errors classified with this
+// package's vocabulary.
+type Generator interface {
+	Generate(ctx context.Context, req Request) (*Result, error)
+}

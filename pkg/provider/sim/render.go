@@ -1,0 +1,232 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"image"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+	"golang.org/x/image/draw"
+)
+
+// DefaultSize is the long side of an output when params set no "size".
+const DefaultSize = 512
+
+// Render draws the output of one simulated generation: ref cropped and
+// scaled into the frame asked for by params ("size", default DefaultSize,
+// the long side in pixels; "aspect_ratio", default "1:1", or
+// "match_input_image" for the reference's own aspect), given the look of
+// profile (a sim model name such as "kontext"), then varied by prompt and
+// seed. Other params are ignored. The result is always opaque; transparent
+// parts of ref are composited over white.
+//
+// Render is pure: the same arguments give the same pixels. It returns an
+// error for a nil or empty ref, an unknown profile, or a size or aspect
+// ratio the catalog does not allow.
+func Render(ref image.Image, profile, prompt string, seed int64, params map[string]any) (*image.RGBA, error) {
+	if ref == nil || ref.Bounds().Empty() {
+		return nil, errors.New("sim: empty reference image")
+	}
+	treat, ok := treatment(profile)
+	if !ok {
+		return nil, fmt.Errorf("sim: unknown profile %q", profile)
+	}
+	w, h, err := frameSize(ref.Bounds(), params)
+	if err != nil {
+		return nil, err
+	}
+	img := fit(ref, w, h)
+	treat(img, seed)
+	vary(img, prompt, seed)
+	return img, nil
+}
+
+// frameSize returns the output size for a reference of bounds src.
+func frameSize(src image.Rectangle, params map[string]any) (w, h int, err error) {
+	// Validate against the catalog so Render and the registry agree.
+	var catalog provider.Model
+	for _, m := range provider.Catalog() {
+		if m.Provider == ProviderName {
+			catalog = m
+			break
+		}
+	}
+	for _, name := range []string{"size", "aspect_ratio"} {
+		v, ok := params[name]
+		if !ok {
+			continue
+		}
+		if p, ok := catalog.Param(name); ok {
+			if err := p.Check(v); err != nil {
+				return 0, 0, fmt.Errorf("sim: %s: %w", name, err)
+			}
+		}
+	}
+	long := DefaultSize
+	if v, ok := number(params["size"]); ok {
+		long = int(v)
+	}
+	ratio := 1.0
+	switch s, _ := params["aspect_ratio"].(string); s {
+	case "", "1:1":
+	case "match_input_image":
+		ratio = float64(src.Dx()) / float64(src.Dy())
+	default:
+		ratio, err = parseRatio(s)
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	if ratio >= 1 {
+		return long, max(1, int(math.Round(float64(long)/ratio))), nil
+	}
+	return max(1, int(math.Round(float64(long)*ratio))), long, nil
+}
+
+// parseRatio parses "W:H".
+func parseRatio(s string) (float64, error) {
+	ws, hs, ok := strings.Cut(s, ":")
+	w, err1 := strconv.ParseFloat(ws, 64)
+	h, err2 := strconv.ParseFloat(hs, 64)
+	if !ok || err1 != nil || err2 != nil || !(w > 0) || !(h > 0) || math.IsInf(w, 0) || math.IsInf(h, 0) {
+		return 0, fmt.Errorf("sim: aspect_ratio %q is not W:H", s)
+	}
+	return w / h, nil
+}
+
+// fit crops ref to the frame's aspect (keeping more of the top, where a
+// portrait's face is) and scales it into a new w×h opaque image.
+func fit(ref image.Image, w, h int) *image.RGBA {
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range dst.Pix {
+		dst.Pix[i] = 0xff
+	}
+	sb := ref.Bounds()
+	sw, sh := sb.Dx(), sb.Dy()
+	crop := sb
+	switch {
+	case sw*h > sh*w: // reference is wider: trim the sides evenly
+		cw := max(1, (sh*w+h/2)/h)
+		x0 := sb.Min.X + (sw-cw)/2
+		crop = image.Rect(x0, sb.Min.Y, x0+cw, sb.Max.Y)
+	case sw*h < sh*w: // reference is taller: trim mostly from the bottom
+		ch := max(1, (sw*h+w/2)/w)
+		y0 := sb.Min.Y + (sh-ch)*3/10
+		crop = image.Rect(sb.Min.X, y0, sb.Max.X, y0+ch)
+	}
+	draw.CatmullRom.Scale(dst, dst.Bounds(), ref, crop, draw.Over, nil)
+	return dst
+}
+
+// vary applies the prompt- and seed-derived variation: a colour wash whose
+// hue comes from the prompt, a few translucent shapes placed by a PRNG
+// seeded from (seed, prompt), and a thin band at the bottom whose colours
+// encode the prompt.
+func vary(img *image.RGBA, prompt string, seed int64) {
+	f := fnv.New64a()
+	f.Write([]byte(prompt))
+	ph := f.Sum64()
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	long := max(w, h)
+	pix := img.Pix
+
+	// Colour wash: about 22% of a hue chosen by the prompt.
+	wr, wg, wb := hsv(float64(ph%360), 0.8, 1)
+	const wash = 56 // of 256
+	for i := 0; i < len(pix); i += 4 {
+		pix[i] = uint8(int(pix[i]) + (int(wr)-int(pix[i]))*wash/256)
+		pix[i+1] = uint8(int(pix[i+1]) + (int(wg)-int(pix[i+1]))*wash/256)
+		pix[i+2] = uint8(int(pix[i+2]) + (int(wb)-int(pix[i+2]))*wash/256)
+	}
+
+	// Translucent shapes: soft discs (like bokeh) and light stripes.
+	rng := rand.New(rand.NewPCG(uint64(seed), ph))
+	for range 3 + rng.IntN(4) {
+		cr, cg, cb := hsv(rng.Float64()*360, 0.5, 1)
+		alpha := 40 + rng.IntN(48) // of 256
+		if rng.IntN(10) < 7 {
+			cx, cy := rng.IntN(w), rng.IntN(h)
+			r := max(2, long*(5+rng.IntN(14))/100)
+			disc(img, cx, cy, r, cr, cg, cb, alpha)
+			continue
+		}
+		theta := rng.Float64() * math.Pi
+		nx, ny := int(math.Round(math.Cos(theta)*1024)), int(math.Round(math.Sin(theta)*1024))
+		off := rng.IntN(w)*nx + rng.IntN(h)*ny
+		half := max(1, long*(2+rng.IntN(5))/100) * 1024
+		for y := range h {
+			row := pix[y*img.Stride:]
+			for x := range w {
+				if d := x*nx + y*ny - off; d > -half && d < half {
+					blend(row[x*4:], cr, cg, cb, alpha)
+				}
+			}
+		}
+	}
+
+	// Prompt band: eight segments coloured by the prompt hash.
+	bh := max(2, h/64)
+	for y := h - bh; y < h; y++ {
+		row := pix[y*img.Stride:]
+		for x := range w {
+			b := uint8(ph >> (8 * (x * 8 / w)))
+			r, g, bl := hsv(float64(b)*360/256, 0.75, 0.95)
+			row[x*4], row[x*4+1], row[x*4+2] = r, g, bl
+		}
+	}
+}
+
+// disc blends a soft-edged disc of radius r centred on (cx, cy).
+func disc(img *image.RGBA, cx, cy, r int, cr, cg, cb uint8, alpha int) {
+	r2 := r * r
+	b := image.Rect(cx-r, cy-r, cx+r+1, cy+r+1).Intersect(img.Rect)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		row := img.Pix[y*img.Stride:]
+		for x := b.Min.X; x < b.Max.X; x++ {
+			d2 := (x-cx)*(x-cx) + (y-cy)*(y-cy)
+			if d2 > r2 {
+				continue
+			}
+			// Full strength inside 3/4 of r², fading to zero at the rim.
+			a := alpha * min(4*(r2-d2), r2) / r2
+			blend(row[x*4:], cr, cg, cb, a)
+		}
+	}
+}
+
+// blend mixes colour (r, g, b) into the pixel p at alpha/256.
+func blend(p []uint8, r, g, b uint8, alpha int) {
+	p[0] = uint8(int(p[0]) + (int(r)-int(p[0]))*alpha/256)
+	p[1] = uint8(int(p[1]) + (int(g)-int(p[1]))*alpha/256)
+	p[2] = uint8(int(p[2]) + (int(b)-int(p[2]))*alpha/256)
+}
+
+// hsv converts hue (degrees), saturation and value in [0, 1] to RGB.
+func hsv(hue, s, v float64) (r, g, b uint8) {
+	hue = math.Mod(hue, 360) / 60
+	c := v * s
+	x := c * (1 - math.Abs(math.Mod(hue, 2)-1))
+	var rf, gf, bf float64
+	switch int(hue) {
+	case 0:
+		rf, gf = c, x
+	case 1:
+		rf, gf = x, c
+	case 2:
+		gf, bf = c, x
+	case 3:
+		gf, bf = x, c
+	case 4:
+		rf, bf = x, c
+	default:
+		rf, bf = c, x
+	}
+	m := v - c
+	to8 := func(f float64) uint8 { return uint8(math.Round((f + m) * 255)) }
+	return to8(rf), to8(gf), to8(bf)
+}

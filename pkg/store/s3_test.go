@@ -1,0 +1,169 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/likeness-run/likeness/pkg/internal/testenv"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/store/storetest"
+)
+
+// testBucketName returns a fresh random bucket name.
+func testBucketName() string { return "likeness-test-" + strings.ToLower(rand.Text()[:16]) }
+
+// newS3 returns a store on a fresh bucket of the test MinIO, removed with
+// its contents when the test ends.
+func newS3(t *testing.T) *store.S3 {
+	t.Helper()
+	env := testenv.S3(t)
+	bucket := testBucketName()
+	s, err := store.NewS3(store.S3Config{
+		Endpoint:  env.Endpoint,
+		AccessKey: env.AccessKey,
+		SecretKey: env.SecretKey,
+		Bucket:    bucket,
+		Region:    "us-east-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureBucket(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeBucket(t, env, bucket) })
+	return s
+}
+
+// removeBucket empties and removes a test bucket with a client of its own,
+// so the cleanup does not depend on the code under test.
+func removeBucket(t *testing.T, env testenv.S3Env, bucket string) {
+	t.Helper()
+	// t.Context is already canceled when cleanups run.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := minio.New(env.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(env.AccessKey, env.SecretKey, "")})
+	if err != nil {
+		t.Errorf("cleanup of bucket %s: %v", bucket, err)
+		return
+	}
+	objects := c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true})
+	for rerr := range c.RemoveObjects(ctx, bucket, objects, minio.RemoveObjectsOptions{}) {
+		t.Errorf("cleanup of bucket %s: remove %s: %v", bucket, rerr.ObjectName, rerr.Err)
+	}
+	if err := c.RemoveBucket(ctx, bucket); err != nil {
+		t.Errorf("cleanup of bucket %s: %v", bucket, err)
+	}
+}
+
+func TestS3Conformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) storetest.Store { return newS3(t) })
+}
+
+func TestS3EnsureBucket(t *testing.T) {
+	t.Parallel()
+	s := newS3(t) // created the bucket once already
+	// Racing creators of one bucket all succeed.
+	env := testenv.S3(t)
+	bucket := testBucketName()
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			s2, err := store.NewS3(store.S3Config{Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: env.SecretKey, Bucket: bucket})
+			if err == nil {
+				err = s2.EnsureBucket(t.Context())
+			}
+			errs <- err
+		}()
+	}
+	t.Cleanup(func() { removeBucket(t, env, bucket) })
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent EnsureBucket: %v", err)
+		}
+	}
+	if err := s.EnsureBucket(t.Context()); err != nil {
+		t.Errorf("EnsureBucket on an existing bucket: %v", err)
+	}
+}
+
+func TestS3MissingBucket(t *testing.T) {
+	t.Parallel()
+	env := testenv.S3(t)
+	s, err := store.NewS3(store.S3Config{
+		Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: env.SecretKey,
+		Bucket: testBucketName() + "-never-created",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A missing bucket is a configuration problem, not a missing object.
+	_, err = s.Get(t.Context(), "runs/r1/spec.yaml")
+	if err == nil || errors.Is(err, store.ErrNotExist) {
+		t.Errorf("Get from a missing bucket: %v, want an error other than ErrNotExist", err)
+	}
+}
+
+func TestS3WrongCredentials(t *testing.T) {
+	t.Parallel()
+	env := testenv.S3(t)
+	s, err := store.NewS3(store.S3Config{Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: "wrong-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.EnsureBucket(ctx); err == nil {
+		t.Error("EnsureBucket with a wrong secret succeeded")
+	}
+}
+
+func TestNewS3Config(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     store.S3Config
+		wantErr string
+	}{
+		{name: "no endpoint", cfg: store.S3Config{}, wantErr: "endpoint is required"},
+		{name: "scheme", cfg: store.S3Config{Endpoint: "http://127.0.0.1:9000"}, wantErr: "without a scheme"},
+		{name: "path", cfg: store.S3Config{Endpoint: "127.0.0.1:9000/x"}, wantErr: "without a path"},
+		{name: "half credentials", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", AccessKey: "ak"}, wantErr: "both"},
+		{name: "bad bucket", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", Bucket: "Bad_Bucket"}, wantErr: "bucket"},
+		{name: "anonymous", cfg: store.S3Config{Endpoint: "127.0.0.1:9000"}},
+		{name: "full", cfg: store.S3Config{Endpoint: "s3.example.com", AccessKey: "ak", SecretKey: "sk", Bucket: "b-1", Secure: true, Region: "eu-west-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := store.NewS3(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("NewS3: %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.cfg.Bucket
+			if want == "" {
+				want = store.DefaultBucket
+			}
+			if s.Bucket() != want {
+				t.Errorf("Bucket() = %q, want %q", s.Bucket(), want)
+			}
+			if got := s.Location("runs/r1/run.json"); got != "s3://"+want+"/runs/r1/run.json" {
+				t.Errorf("Location = %q", got)
+			}
+		})
+	}
+}

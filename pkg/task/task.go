@@ -1,0 +1,101 @@
+// Package task is the queue contract between the producer (scheduler) and
+// the consumers (worker): task type names, queue names, payload structs and
+// the deterministic ids that make enqueueing idempotent.
+//
+// Payloads are small on purpose: ids, seeds, prompt text and object keys.
+// They never carry image bytes or secrets; a worker loads the reference from
+// the store by key and reads provider keys from its own environment.
+package task
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Task type names, domain:action.
+const (
+	// TypeGenerate is one (character, prompt, model, variant) generation.
+	TypeGenerate = "image:generate"
+	// TypeFinalize is the fan-in of a run: manifest, summary, report.
+	TypeFinalize = "run:finalize"
+)
+
+// QueueControl carries finalize tasks; it is weighted above generation so a
+// finished run is reported promptly even behind a long backlog.
+const QueueControl = "control"
+
+// QueueFor returns the queue that holds a provider's generation tasks. One
+// queue per provider keeps a throttled provider from holding worker slots
+// that other providers' tasks could use.
+func QueueFor(provider string) string { return "gen:" + provider }
+
+// Generate is the payload of a TypeGenerate task.
+type Generate struct {
+	RunID string `json:"run_id"`
+	// TaskID is the deterministic id from spec expansion, unique in the run.
+	TaskID    string `json:"task_id"`
+	Character string `json:"character"`
+	// Prompt is the prompt's id; PromptText its text.
+	Prompt     string `json:"prompt"`
+	PromptText string `json:"prompt_text"`
+	// Model is the model's id in the spec; ModelRef its "provider:name".
+	Model    string         `json:"model"`
+	ModelRef string         `json:"model_ref"`
+	Params   map[string]any `json:"params,omitempty"`
+	Variant  int            `json:"variant"`
+	// Seed is the task's base seed; output retries derive new ones from it.
+	Seed int64 `json:"seed"`
+	// RefKey is the object key of the character reference (refs/<sha256>.<ext>).
+	RefKey string `json:"ref_key"`
+	// OutputRetries is how many extra attempts a bad or moderated output gets.
+	OutputRetries int `json:"output_retries"`
+	// Tags, when above zero, asks for that many topic tags of the prompt.
+	Tags int `json:"tags,omitempty"`
+	// MaxAttempts bounds attempts lost to transient failures.
+	MaxAttempts int `json:"max_attempts"`
+	// EnqueuedAt is when the producer enqueued the task, for queue-wait figures.
+	EnqueuedAt time.Time `json:"enqueued_at"`
+}
+
+// QueueID is the asynq task id: unique per run and task, so enqueueing the
+// same expansion twice is rejected by the queue instead of duplicated.
+func (g Generate) QueueID() string { return "gen:" + g.RunID + ":" + g.TaskID }
+
+// Finalize is the payload of a TypeFinalize task.
+type Finalize struct {
+	RunID string `json:"run_id"`
+}
+
+// QueueID is the finalize task's asynq id: one per run.
+func (f Finalize) QueueID() string { return "fin:" + f.RunID }
+
+// Decode unmarshals a payload strictly, naming the task type on error.
+func Decode(typ string, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s payload: %w", typ, err)
+	}
+	return nil
+}
+
+// ContentKey identifies the exact request a Generate task makes: model,
+// params, prompt text, reference and seed. Two tasks with the same content
+// key would pay for the same output, so a worker that finds one stored skips
+// the provider call. Params are encoded canonically (sorted keys).
+func (g Generate) ContentKey() string {
+	b, err := json.Marshal(struct {
+		ModelRef   string         `json:"model_ref"`
+		Params     map[string]any `json:"params"`
+		PromptText string         `json:"prompt_text"`
+		RefKey     string         `json:"ref_key"`
+		Seed       int64          `json:"seed"`
+	}{g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed})
+	if err != nil {
+		// Params come from a validated spec and are plain JSON values.
+		b = []byte(fmt.Sprintf("%s\x00%v\x00%s\x00%s\x00%d", g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,226 @@
+// Package scheduler is the producer role. Submit turns a validated spec into
+// a run: it uploads the character references content-addressed, stores the
+// spec as submitted, records the run in Redis and enqueues one
+// image:generate task per (character × prompt × model × variant), each with
+// a deterministic asynq TaskID so that submitting again never duplicates work.
+//
+// The spec is parsed and validated (pkg/spec) before Submit is called, so bad
+// input never reaches the queue or the bucket.
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // reference formats
+	_ "image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	_ "golang.org/x/image/webp"
+
+	"github.com/likeness-run/likeness/pkg/runstate"
+	"github.com/likeness-run/likeness/pkg/spec"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
+)
+
+// Blobs is the object storage the producer writes references and specs to.
+type Blobs interface {
+	PutIfAbsent(ctx context.Context, key string, data []byte, contentType string) (bool, error)
+}
+
+// Enqueuer is the queue client; *asynq.Client satisfies it.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// MaxReferenceBytes caps a remote reference download.
+const MaxReferenceBytes = 20 << 20
+
+// Config configures a Producer. Queue, Store and Runs are required.
+type Config struct {
+	Queue Enqueuer
+	Store Blobs
+	Runs  *runstate.Store
+	// HTTPClient fetches https references. Default: a client with a 60s timeout.
+	HTTPClient *http.Client
+	// TaskTimeout bounds one attempt of a task. Default 30m (a provider's
+	// own hard limit for a prediction).
+	TaskTimeout time.Duration
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Producer submits runs.
+type Producer struct{ cfg Config }
+
+// New returns a Producer.
+func New(cfg Config) (*Producer, error) {
+	if cfg.Queue == nil || cfg.Store == nil || cfg.Runs == nil {
+		return nil, errors.New("scheduler: Config.Queue, Store and Runs are required")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.TaskTimeout <= 0 {
+		cfg.TaskTimeout = 30 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Producer{cfg: cfg}, nil
+}
+
+// Submission describes a submitted run.
+type Submission struct {
+	RunID string
+	// Tasks is the run's task count.
+	Tasks int
+	// Enqueued is how many tasks this call put in the queue; 0 when the run
+	// had been submitted before.
+	Enqueued int
+	// Existing is true when the identical spec had already been submitted:
+	// the run id is the same and nothing new was enqueued or paid for.
+	Existing bool
+}
+
+// RunID returns the run id of a spec: its name and a digest of everything
+// that determines its outputs. The same spec always has the same run id.
+func RunID(s *spec.Spec) string { return s.Name + "-" + s.Digest()[:12] }
+
+// Submit uploads references, records the run and enqueues its tasks.
+func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (*Submission, error) {
+	runID := RunID(s)
+	refKeys, err := p.uploadReferences(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	tasks := s.Expand()
+	sub := &Submission{RunID: runID, Tasks: len(tasks)}
+	now := p.cfg.Now()
+	created, err := p.cfg.Runs.Create(ctx, runstate.Run{
+		ID: runID, Name: s.Name, SpecKey: store.SpecKey(runID), Total: len(tasks),
+		BudgetUSD: s.BudgetUSD, CreatedAt: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !created {
+		st, err := p.cfg.Runs.Get(ctx, runID)
+		if err != nil {
+			return nil, err
+		}
+		if st.Enqueued {
+			sub.Existing = true
+			return sub, nil
+		}
+		// An earlier submit stopped half-way: finish enqueueing. Tasks already
+		// in the queue are rejected by their TaskID.
+	}
+	if _, err := p.cfg.Store.PutIfAbsent(ctx, store.SpecKey(runID), s.Raw, "application/yaml"); err != nil {
+		return nil, fmt.Errorf("store spec: %w", err)
+	}
+	for _, t := range tasks {
+		payload := task.Generate{
+			RunID: runID, TaskID: t.ID, Character: t.Character, Prompt: t.Prompt, PromptText: t.PromptText,
+			Model: t.Model, ModelRef: t.ModelRef, Params: t.Params, Variant: t.Variant, Seed: t.Seed,
+			RefKey: refKeys[t.Character], OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
+			Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
+		}
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return nil, fmt.Errorf("encode task %s: %w", t.ID, err)
+		}
+		_, err = p.cfg.Queue.EnqueueContext(ctx, asynq.NewTask(task.TypeGenerate, b),
+			asynq.TaskID(payload.QueueID()), asynq.Queue(task.QueueFor(t.Provider)),
+			asynq.MaxRetry(s.MaxAttempts+s.OutputRetries), asynq.Timeout(p.cfg.TaskTimeout))
+		switch {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+		case err != nil:
+			return nil, fmt.Errorf("enqueue task %s: %w", t.ID, err)
+		default:
+			sub.Enqueued++
+		}
+	}
+	if err := p.cfg.Runs.MarkEnqueued(ctx, runID); err != nil {
+		return nil, err
+	}
+	p.cfg.Logger.InfoContext(ctx, "run submitted", "run_id", runID, "tasks", len(tasks), "enqueued", sub.Enqueued)
+	return sub, nil
+}
+
+// uploadReferences stores each character's reference at refs/<sha256>.<ext>
+// and returns the object key per character id. Identical images are stored
+// once.
+func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (map[string]string, error) {
+	keys := make(map[string]string, len(s.Characters))
+	for _, c := range s.Characters {
+		ref := c.Reference
+		data, sum, ext, ctype := ref.Data, ref.SHA256, ref.Ext, ref.ContentType
+		if ref.Remote {
+			var err error
+			data, ext, ctype, err = p.fetch(ctx, ref.Source)
+			if err != nil {
+				return nil, fmt.Errorf("character %s: reference %s: %w", c.ID, ref.Source, err)
+			}
+			h := sha256.Sum256(data)
+			sum = hex.EncodeToString(h[:])
+		}
+		key := store.RefKey(sum, ext)
+		if _, err := p.cfg.Store.PutIfAbsent(ctx, key, data, ctype); err != nil {
+			return nil, fmt.Errorf("upload reference for %s: %w", c.ID, err)
+		}
+		keys[c.ID] = key
+	}
+	return keys, nil
+}
+
+// fetch downloads a remote reference and checks that it is an image.
+func (p *Producer) fetch(ctx context.Context, url string) (data []byte, ext, ctype string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", "", err
+	}
+	resp, err := p.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", "", fmt.Errorf("download answered %s", resp.Status)
+	}
+	data, err = io.ReadAll(io.LimitReader(resp.Body, MaxReferenceBytes+1))
+	if err != nil {
+		return nil, "", "", err
+	}
+	if len(data) > MaxReferenceBytes {
+		return nil, "", "", fmt.Errorf("larger than %d MiB", MaxReferenceBytes>>20)
+	}
+	_, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, "", "", fmt.Errorf("not a PNG, JPEG or WebP image: %w", err)
+	}
+	switch format {
+	case "png":
+		return data, "png", "image/png", nil
+	case "jpeg":
+		return data, "jpg", "image/jpeg", nil
+	case "webp":
+		return data, "webp", "image/webp", nil
+	}
+	return nil, "", "", fmt.Errorf("format %s is not accepted (PNG, JPEG or WebP)", format)
+}

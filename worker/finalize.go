@@ -1,0 +1,113 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
+)
+
+// finalizeReaders bounds concurrent record reads during the fan-in.
+const finalizeReaders = 16
+
+// handleFinalize is the fan-in: it gathers every task record of the run and
+// writes manifest.jsonl, run.json and the HTML report. It is idempotent: a
+// second execution rewrites the same files from the same records.
+func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
+	var p task.Finalize
+	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	st, err := w.cfg.Runs.Get(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	records, err := w.loadRecords(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	records = manifest.Dedupe(records)
+	meta := manifest.RunMeta{
+		Run: st.ID, Name: st.Name, SpecKey: st.SpecKey, Total: st.Total,
+		BudgetUSD: st.BudgetUSD, CreatedAt: st.CreatedAt, FinishedAt: w.cfg.Now(),
+	}
+	sum := manifest.Summarize(meta, records)
+
+	var jsonl bytes.Buffer
+	if err := manifest.WriteJSONL(&jsonl, records); err != nil {
+		return err
+	}
+	if err := w.cfg.Store.Put(ctx, store.ManifestKey(p.RunID), jsonl.Bytes(), "application/x-ndjson"); err != nil {
+		return fmt.Errorf("store manifest: %w", err)
+	}
+	sumJSON, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode summary: %w", err)
+	}
+	if err := w.cfg.Store.Put(ctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
+		return fmt.Errorf("store summary: %w", err)
+	}
+	var html bytes.Buffer
+	if err := manifest.RenderReport(&html, sum, records); err != nil {
+		return fmt.Errorf("render report: %w", err)
+	}
+	if err := w.cfg.Store.Put(ctx, store.ReportKey(p.RunID), html.Bytes(), "text/html; charset=utf-8"); err != nil {
+		return fmt.Errorf("store report: %w", err)
+	}
+	n, err := w.cfg.Runs.MarkFinalized(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", len(records),
+		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n)
+	return nil
+}
+
+// loadRecords reads every task record of a run, a bounded number at a time.
+func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record, error) {
+	infos, err := w.cfg.Store.List(ctx, store.RecordsPrefix(run))
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	records := make([]manifest.Record, len(infos))
+	errs := make([]error, len(infos))
+	sem := make(chan struct{}, finalizeReaders)
+	var wg sync.WaitGroup
+	for i, info := range infos {
+		if !strings.HasSuffix(info.Key, ".json") {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			raw, err := w.cfg.Store.Get(ctx, info.Key)
+			if err == nil {
+				err = json.Unmarshal(raw, &records[i])
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("read record %s: %w", info.Key, err)
+			}
+		}()
+	}
+	wg.Wait()
+	out := records[:0]
+	for i := range records {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if records[i].Task != "" {
+			out = append(out, records[i])
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,400 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/likeness-run/likeness/pkg/imagecheck"
+	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/spec"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
+)
+
+// handleGenerate runs one (character, prompt, model, variant) task.
+func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
+	var p task.Generate
+	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	log := w.log.With("run_id", p.RunID, "task_id", p.TaskID, "model", p.Model)
+	ck := p.ContentKey()
+
+	// A terminal record for this exact request means a previous delivery
+	// finished the work: count it (idempotently) and stop.
+	if rec, err := w.readRecord(ctx, p.RunID, p.TaskID); err == nil && rec.ContentKey == ck {
+		// Counted as reused: this delivery paid for nothing.
+		log.DebugContext(ctx, "task already finished", "status", rec.Status)
+		return w.finish(ctx, rec, rec.Status == manifest.Succeeded)
+	} else if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return fmt.Errorf("read record: %w", err)
+	}
+
+	canceled, err := w.cfg.Runs.Canceled(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	if canceled {
+		rec := w.baseRecord(p, ck)
+		rec.Status = manifest.SkippedCanceled
+		rec.Error = "run canceled"
+		rec.StartedAt, rec.FinishedAt = w.cfg.Now(), w.cfg.Now()
+		return w.settle(ctx, rec)
+	}
+
+	if rec, ok, err := w.fromCache(ctx, p, ck); err != nil {
+		return err
+	} else if ok {
+		log.InfoContext(ctx, "output reused from cache", "output_key", rec.OutputKey)
+		return w.settle(ctx, rec)
+	}
+
+	return w.attempt(ctx, log, p, ck)
+}
+
+// attempt makes one provider call and decides what follows from its result.
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate, ck string) error {
+	model, ok := w.cfg.Registry.Lookup(p.ModelRef)
+	if !ok {
+		return w.fail(ctx, p, ck, nil, &provider.Error{Class: provider.Input, Message: fmt.Sprintf("model %q is not in this worker's registry", p.ModelRef)})
+	}
+	gen, ok := w.cfg.Generators[model.Provider]
+	if !ok {
+		return w.fail(ctx, p, ck, nil, &provider.Error{Class: provider.Billing, Provider: model.Provider, Message: "this worker has no credentials for the provider"})
+	}
+	history, err := w.cfg.Runs.Attempts(ctx, p.RunID, p.TaskID)
+	if err != nil {
+		return err
+	}
+	_, outputSpent := spent(history)
+	seed := spec.RetrySeed(p.Seed, outputSpent)
+
+	ref, err := w.reference(ctx, p.RefKey)
+	if err != nil {
+		return fmt.Errorf("load reference %s: %w", p.RefKey, err)
+	}
+	refCfg, _, _ := image.DecodeConfig(bytes.NewReader(ref.Data))
+	want := expectation(model, p.Params, refCfg.Width, refCfg.Height)
+
+	start := w.cfg.Now()
+	res, err := gen.Generate(ctx, provider.Request{
+		Model: model.Name, Prompt: p.PromptText, Reference: ref, Seed: seed,
+		Width: want.Width, Height: want.Height, Params: p.Params,
+	})
+	var out *imagecheck.Output
+	if err == nil {
+		out, err = checkOutput(res.Image.Data, want, w.cfg.Checks)
+	}
+	a := manifest.Attempt{N: len(history) + 1, Seed: seed, StartedAt: start, DurationMS: w.cfg.Now().Sub(start).Milliseconds()}
+	if res != nil {
+		a.RequestID = res.RequestID
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutdown or task deadline: asynq requeues the task; this was
+			// not the provider's failure, so it is not in the history.
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		class := provider.ClassOf(err)
+		a.Class, a.Error = string(class), err.Error()
+		if aerr := w.cfg.Runs.AppendAttempt(ctx, p.RunID, p.TaskID, a); aerr != nil {
+			return aerr
+		}
+		history = append(history, a)
+		transientSpent, outputSpent := spent(history)
+		switch decide(class, transientSpent, outputSpent, max(p.MaxAttempts, 1), p.OutputRetries) {
+		case requeueWait:
+			log.InfoContext(ctx, "provider asked to wait", "wait", provider.RetryAfterOf(err), "attempt", a.N)
+			return &waitError{Wait: max(provider.RetryAfterOf(err), time.Second), Err: err}
+		case terminal:
+			return w.fail(ctx, p, ck, history, err)
+		default:
+			log.WarnContext(ctx, "attempt failed, will retry", "class", string(class), "attempt", a.N, "err", err)
+			return err
+		}
+	}
+	if aerr := w.cfg.Runs.AppendAttempt(ctx, p.RunID, p.TaskID, a); aerr != nil {
+		return aerr
+	}
+	history = append(history, a)
+	return w.succeed(ctx, p, ck, history, res, out)
+}
+
+// spent counts the attempts charged to each retry budget.
+func spent(history []manifest.Attempt) (transient, output int) {
+	for _, a := range history {
+		switch provider.Class(a.Class) {
+		case provider.Safety, provider.BadOutput:
+			output++
+		case provider.Transient:
+			transient++
+		}
+	}
+	return transient, output
+}
+
+func checkOutput(data []byte, want imagecheck.Want, checks []imagecheck.Check) (*imagecheck.Output, error) {
+	out, err := imagecheck.Decode(data)
+	if err == nil {
+		err = imagecheck.Run(out, want, checks...)
+	}
+	if err != nil {
+		return nil, &provider.Error{Class: provider.BadOutput, Message: "output check: " + err.Error(), Err: err}
+	}
+	return out, nil
+}
+
+// expectation derives what the output must look like from the request.
+func expectation(m provider.Model, params map[string]any, refW, refH int) imagecheck.Want {
+	var want imagecheck.Want
+	ar, _ := params["aspect_ratio"].(string)
+	if ar == "" || ar == "match_input_image" {
+		if p, ok := m.Param("aspect_ratio"); ok && ar == "" {
+			ar, _ = p.Default.(string)
+		}
+	}
+	if r, ok := imagecheck.ParseAspect(ar); ok {
+		want.AspectRatio = r
+	} else if ar == "match_input_image" && refW > 0 && refH > 0 {
+		want.AspectRatio = float64(refW) / float64(refH)
+	}
+	// The simulator renders exact sizes; hosted models choose their own
+	// resolution for an aspect ratio, so only the ratio is checked there.
+	if m.Provider == "sim" && want.AspectRatio > 0 {
+		long := 512
+		if v, ok := params["size"].(int); ok {
+			long = v
+		}
+		if want.AspectRatio >= 1 {
+			want.Width, want.Height = long, int(float64(long)/want.AspectRatio+0.5)
+		} else {
+			want.Width, want.Height = int(float64(long)*want.AspectRatio+0.5), long
+		}
+	}
+	return want
+}
+
+func (w *Worker) reference(ctx context.Context, key string) (provider.Image, error) {
+	data, ok := w.refs.get(key)
+	if !ok {
+		var err error
+		data, err = w.cfg.Store.Get(ctx, key)
+		if err != nil {
+			return provider.Image{}, err
+		}
+		w.refs.put(key, data)
+	}
+	img := provider.Image{Data: data, ContentType: http.DetectContentType(data)}
+	// Hosted providers fetch large references by URL; a local directory has
+	// no URL they could reach.
+	if u, err := w.cfg.Store.URL(ctx, key, 2*time.Hour); err == nil && strings.HasPrefix(u, "http") {
+		img.URL = u
+	}
+	return img, nil
+}
+
+func (w *Worker) baseRecord(p task.Generate, ck string) *manifest.Record {
+	provName, _, _ := strings.Cut(p.ModelRef, ":")
+	return &manifest.Record{
+		Run: p.RunID, Task: p.TaskID, Character: p.Character, Prompt: p.Prompt, PromptText: p.PromptText,
+		Model: p.Model, ModelRef: p.ModelRef, Provider: provName, Variant: p.Variant, Seed: p.Seed,
+		ReferenceKey: p.RefKey, ContentKey: ck,
+	}
+}
+
+func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, res *provider.Result, out *imagecheck.Output) error {
+	last := history[len(history)-1]
+	rec := w.baseRecord(p, ck)
+	ext := extension(res.Image.Data)
+	sum := sha256.Sum256(res.Image.Data)
+	rec.Status = manifest.Succeeded
+	rec.Seed = last.Seed
+	rec.OutputKey = store.OutputKey(p.RunID, p.Character, p.Model, p.Prompt, p.Variant, ext)
+	rec.SHA256 = hex.EncodeToString(sum[:])
+	rec.Width, rec.Height = out.Width, out.Height
+	rec.ContentType = http.DetectContentType(res.Image.Data)
+	rec.Bytes = int64(len(res.Image.Data))
+	rec.ProviderRequestID = res.RequestID
+	rec.RevisedPrompt = res.RevisedPrompt
+	rec.CostUSD = res.CostUSD
+	rec.ProviderLatencyMS = res.Latency.Milliseconds()
+	fillTimes(rec, p, history, w.cfg.Now())
+	if err := w.cfg.Store.Put(ctx, rec.OutputKey, res.Image.Data, rec.ContentType); err != nil {
+		return fmt.Errorf("store output: %w", err)
+	}
+	if err := w.putJSON(ctx, store.CacheKey(ck), cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256,
+		Width: rec.Width, Height: rec.Height, ContentType: rec.ContentType, Bytes: rec.Bytes,
+		Seed: rec.Seed, RequestID: rec.ProviderRequestID, RevisedPrompt: rec.RevisedPrompt}); err != nil {
+		return err
+	}
+	return w.settle(ctx, rec)
+}
+
+// fail records a terminal failure and tells asynq not to retry.
+func (w *Worker) fail(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, cause error) error {
+	rec := w.baseRecord(p, ck)
+	rec.Status = manifest.Failed
+	rec.ErrorClass = string(provider.ClassOf(cause))
+	rec.Error = cause.Error()
+	if len(history) > 0 {
+		rec.Seed = history[len(history)-1].Seed
+		rec.ProviderRequestID = history[len(history)-1].RequestID
+	}
+	fillTimes(rec, p, history, w.cfg.Now())
+	if err := w.settle(ctx, rec); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+}
+
+func fillTimes(rec *manifest.Record, p task.Generate, history []manifest.Attempt, now time.Time) {
+	rec.Attempts = len(history)
+	rec.AttemptLog = history
+	rec.FinishedAt = now
+	rec.StartedAt = now
+	if len(history) > 0 {
+		rec.StartedAt = history[0].StartedAt
+	}
+	if !p.EnqueuedAt.IsZero() && rec.StartedAt.After(p.EnqueuedAt) {
+		rec.QueueWaitMS = rec.StartedAt.Sub(p.EnqueuedAt).Milliseconds()
+	}
+}
+
+// settle writes the task's record and counts its terminal state.
+func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
+	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
+		return err
+	}
+	return w.finish(ctx, rec, rec.Cached)
+}
+
+// finish counts a recorded terminal state exactly once and, when it was the
+// run's last task, enqueues the run's single finalize task.
+func (w *Worker) finish(ctx context.Context, rec *manifest.Record, cached bool) error {
+	prog, err := w.cfg.Runs.Complete(ctx, rec.Run, rec.Task, rec.Status, cached, rec.CostUSD)
+	if err != nil {
+		return err
+	}
+	if prog.Complete() {
+		return w.enqueueFinalize(ctx, rec.Run)
+	}
+	return nil
+}
+
+func (w *Worker) enqueueFinalize(ctx context.Context, run string) error {
+	fin := task.Finalize{RunID: run}
+	b, _ := json.Marshal(fin)
+	_, err := w.client.EnqueueContext(ctx, asynq.NewTask(task.TypeFinalize, b),
+		asynq.TaskID(fin.QueueID()), asynq.Queue(task.QueueControl),
+		asynq.MaxRetry(10), asynq.Retention(7*24*time.Hour))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue finalize %s: %w", run, err)
+	}
+	return nil
+}
+
+// cacheEntry is stored at cache/<content key>.json after a success.
+type cacheEntry struct {
+	OutputKey     string `json:"output_key"`
+	SHA256        string `json:"sha256"`
+	Width         int    `json:"width"`
+	Height        int    `json:"height"`
+	ContentType   string `json:"content_type"`
+	Bytes         int64  `json:"bytes"`
+	Seed          int64  `json:"seed"`
+	RequestID     string `json:"provider_request_id"`
+	RevisedPrompt string `json:"revised_prompt,omitempty"`
+}
+
+// fromCache reuses an output an earlier run stored for the identical
+// request: the image is copied into this run's layout, no provider is called
+// and nothing is spent.
+func (w *Worker) fromCache(ctx context.Context, p task.Generate, ck string) (*manifest.Record, bool, error) {
+	raw, err := w.cfg.Store.Get(ctx, store.CacheKey(ck))
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read cache: %w", err)
+	}
+	var ce cacheEntry
+	if err := json.Unmarshal(raw, &ce); err != nil {
+		return nil, false, nil // a damaged index entry only costs a provider call
+	}
+	data, err := w.cfg.Store.Get(ctx, ce.OutputKey)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read cached output: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != ce.SHA256 {
+		return nil, false, nil
+	}
+	rec := w.baseRecord(p, ck)
+	rec.Status = manifest.Succeeded
+	rec.Cached = true
+	rec.Seed = ce.Seed
+	rec.OutputKey = store.OutputKey(p.RunID, p.Character, p.Model, p.Prompt, p.Variant, extension(data))
+	rec.SHA256, rec.Width, rec.Height, rec.ContentType, rec.Bytes = ce.SHA256, ce.Width, ce.Height, ce.ContentType, ce.Bytes
+	rec.ProviderRequestID, rec.RevisedPrompt = ce.RequestID, ce.RevisedPrompt
+	fillTimes(rec, p, nil, w.cfg.Now())
+	if rec.OutputKey != ce.OutputKey {
+		if err := w.cfg.Store.Put(ctx, rec.OutputKey, data, ce.ContentType); err != nil {
+			return nil, false, fmt.Errorf("copy cached output: %w", err)
+		}
+	}
+	return rec, true, nil
+}
+
+func (w *Worker) readRecord(ctx context.Context, run, taskID string) (*manifest.Record, error) {
+	raw, err := w.cfg.Store.Get(ctx, store.RecordKey(run, taskID))
+	if err != nil {
+		return nil, err
+	}
+	var rec manifest.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("decode record %s/%s: %w", run, taskID, err)
+	}
+	return &rec, nil
+}
+
+func (w *Worker) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if err := w.cfg.Store.Put(ctx, key, b, "application/json"); err != nil {
+		return fmt.Errorf("store %s: %w", key, err)
+	}
+	return nil
+}
+
+// extension names an output by its sniffed content, not by what the
+// provider claimed.
+func extension(data []byte) string {
+	switch http.DetectContentType(data) {
+	case "image/jpeg":
+		return "jpg"
+	case "image/webp":
+		return "webp"
+	case "image/gif":
+		return "gif"
+	default:
+		return "png"
+	}
+}

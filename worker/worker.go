@@ -1,0 +1,233 @@
+// Package worker is the consumer role: it serves the asynq queues, runs each
+// image:generate task through the lifecycle in design.md (skip if canceled or
+// already stored, call the provider, check the output, store image and
+// record, count the terminal state once) and runs the run:finalize fan-in
+// that writes the manifest, the run summary and the comparison report.
+//
+// The queue owns retries. Handlers classify every failure with the
+// pkg/provider vocabulary and asynq's RetryDelayFunc/IsFailure hooks turn the
+// class into a wait: exactly the provider's wait for RATE (not counted as a
+// failure), jittered backoff for TRANSIENT, a new seed for SAFETY and bad
+// outputs, and no retry for INPUT and BILLING.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/likeness-run/likeness/pkg/imagecheck"
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/runstate"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
+)
+
+// Blobs is the object storage the worker reads references from and writes
+// outputs, records and run artifacts to. *store.S3 and *store.Dir satisfy it.
+type Blobs interface {
+	Put(ctx context.Context, key string, data []byte, contentType string) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]store.Info, error)
+	URL(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// Config configures a Worker. Zero values are replaced by the documented
+// defaults; Redis, Store, Runs and Generators are required.
+type Config struct {
+	// Redis is the queue's Redis connection.
+	Redis asynq.RedisConnOpt
+	// Store holds references, outputs, records and run artifacts.
+	Store Blobs
+	// Runs is the run state in Redis.
+	Runs *runstate.Store
+	// Generators maps a provider name ("sim", "replicate", ...) to its
+	// adapter. The worker serves exactly these providers' queues.
+	Generators map[string]provider.Generator
+	// Registry resolves model refs for expected output sizes and prices.
+	// Default provider.DefaultRegistry().
+	Registry *provider.Registry
+	// Concurrency is the number of tasks processed at once. Default 8.
+	Concurrency int
+	// Checks are the output checks. Default imagecheck.Default().
+	Checks []imagecheck.Check
+	// BackoffBase and BackoffCap shape the jittered exponential backoff of
+	// TRANSIENT failures. Defaults 2s and 2m.
+	BackoffBase, BackoffCap time.Duration
+	// PollInterval is how often the worker looks for delayed and retried
+	// tasks that became due, and for new tasks when queues are empty.
+	// Default 500ms.
+	PollInterval time.Duration
+	// ShutdownTimeout is how long Shutdown waits for in-flight tasks before
+	// they are requeued. Default 30s.
+	ShutdownTimeout time.Duration
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Redis == nil {
+		return c, errors.New("worker: Config.Redis is required")
+	}
+	if c.Store == nil {
+		return c, errors.New("worker: Config.Store is required")
+	}
+	if c.Runs == nil {
+		return c, errors.New("worker: Config.Runs is required")
+	}
+	if len(c.Generators) == 0 {
+		return c, errors.New("worker: Config.Generators is empty: no provider to serve")
+	}
+	if c.Registry == nil {
+		c.Registry = provider.DefaultRegistry()
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.Checks == nil {
+		c.Checks = imagecheck.Default()
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 2 * time.Second
+	}
+	if c.BackoffCap <= 0 {
+		c.BackoffCap = 2 * time.Minute
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 500 * time.Millisecond
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Worker consumes generation and finalize tasks.
+type Worker struct {
+	cfg    Config
+	log    *slog.Logger
+	srv    *asynq.Server
+	client *asynq.Client
+	refs   refCache
+}
+
+// New builds a Worker; it does not connect until Start.
+func New(cfg Config) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, refs: refCache{max: 64}}
+	w.srv = asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   w.Queues(),
+		RetryDelayFunc:           w.retryDelay,
+		IsFailure:                isFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		DelayedTaskCheckInterval: cfg.PollInterval,
+		TaskCheckInterval:        cfg.PollInterval,
+		Logger:                   newQueueLogger(cfg.Logger),
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler:             asynq.ErrorHandlerFunc(w.logFailure),
+	})
+	w.client = asynq.NewClient(cfg.Redis)
+	return w, nil
+}
+
+// Queues returns the queues this worker serves with their weights: the
+// control queue (finalize) above every provider's generation queue.
+func (w *Worker) Queues() map[string]int {
+	q := map[string]int{task.QueueControl: 6}
+	for name := range w.cfg.Generators {
+		q[task.QueueFor(name)] = 3
+	}
+	return q
+}
+
+// Providers returns the provider names this worker serves, sorted.
+func (w *Worker) Providers() []string {
+	out := make([]string, 0, len(w.cfg.Generators))
+	for name := range w.cfg.Generators {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handler returns the task router, for tests and for embedding the worker's
+// handlers in another asynq server.
+func (w *Worker) Handler() asynq.Handler {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(task.TypeGenerate, w.handleGenerate)
+	mux.HandleFunc(task.TypeFinalize, w.handleFinalize)
+	return mux
+}
+
+// Start begins processing in background goroutines. It does not install
+// signal handlers: the caller owns shutdown and calls Shutdown.
+func (w *Worker) Start() error {
+	if err := w.srv.Start(w.Handler()); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	w.log.Info("worker started", "providers", w.Providers(), "concurrency", w.cfg.Concurrency)
+	return nil
+}
+
+// Shutdown stops fetching new tasks, waits up to ShutdownTimeout for tasks
+// in flight, and requeues the rest. Nothing is lost.
+func (w *Worker) Shutdown() {
+	w.srv.Shutdown()
+	if err := w.client.Close(); err != nil {
+		w.log.Warn("close queue client", "err", err)
+	}
+}
+
+func (w *Worker) logFailure(ctx context.Context, t *asynq.Task, err error) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	w.log.WarnContext(ctx, "task attempt failed", "type", t.Type(), "attempt", retried+1,
+		"class", string(provider.ClassOf(err)), "err", err)
+}
+
+// refCache keeps recently used reference images in memory: every task of a
+// character shares one reference, so a worker fetches it once.
+type refCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string][]byte
+}
+
+func (c *refCache) get(key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[key]
+	return b, ok
+}
+
+func (c *refCache) put(key string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string][]byte)
+	}
+	if len(c.m) >= c.max {
+		for k := range c.m { // evict an arbitrary entry
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = b
+}
