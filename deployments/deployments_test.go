@@ -2,12 +2,14 @@ package deployments
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
 	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -74,6 +76,9 @@ func checkPinned(t *testing.T, where, ref string) {
 // subcommands.
 func TestBinary(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("-short: skipping the Dockerfile-style build of ./cmd/likeness (about two minutes with a cold build cache)")
+	}
 	df := parseDockerfile(t)
 	bin := buildLikeness(t, df.goBuild)
 
@@ -131,7 +136,7 @@ func TestBinary(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"no arguments", nil},
+		{"root", nil},
 		{"Dockerfile CMD", df.cmd},
 		{"docker-compose.yml worker command", worker.Command},
 		{"kubernetes worker args", k8s.deployment.Spec.Template.Spec.Containers[0].Args},
@@ -143,9 +148,19 @@ func TestBinary(t *testing.T) {
 			if len(s.args) > 0 {
 				args = []string{s.args[0], "--help"}
 			}
-			runHelp(t, bin, args...)
+			if out, err := runLikeness(t, bin, args...); err != nil {
+				t.Fatalf("likeness %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
 		})
 	}
+
+	// The check above is only worth something if an unknown subcommand fails.
+	t.Run("unknown subcommand fails", func(t *testing.T) {
+		t.Parallel()
+		if out, err := runLikeness(t, bin, "no-such-subcommand", "--help"); err == nil {
+			t.Errorf("likeness no-such-subcommand --help exited 0, so `<cmd> --help` proves nothing:\n%s", out)
+		}
+	})
 }
 
 // buildLikeness runs the Dockerfile's go build line from the repository
@@ -168,18 +183,73 @@ func buildLikeness(t *testing.T, b goBuild) string {
 	return bin
 }
 
-// runHelp runs bin with args in an empty environment and fails t unless it
-// exits 0.
-func runHelp(t *testing.T, bin string, args ...string) {
+// runLikeness runs bin with args in an empty environment, so nothing on the
+// test machine configures it, and returns its combined output.
+func runLikeness(t *testing.T, bin string, args ...string) ([]byte, error) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), bin, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = []string{"HOME=" + t.TempDir()}
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("likeness %s: %v\n%s", strings.Join(args, " "), err, out)
+	return cmd.CombinedOutput()
+}
+
+// TestEnvReadByCode checks the other side of envDocumented: every variable
+// the deployment files set (OTEL_* aside, which the OpenTelemetry SDK reads)
+// is named somewhere in the Go source of the binary, so renaming a variable
+// in code without updating the deployments fails here instead of leaving a
+// worker silently unconfigured.
+func TestEnvReadByCode(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(filepath.Join(repoRoot, "cmd", "likeness")); errors.Is(err, fs.ErrNotExist) {
+		t.Skip("cmd/likeness does not exist yet: no code reads the environment")
 	}
-	if len(bytes.TrimSpace(out)) == 0 {
-		t.Errorf("likeness %s printed nothing", strings.Join(args, " "))
+	inCode := map[string]bool{}
+	literal := regexp.MustCompile(`"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"`)
+	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case ".git", "deployments", "testdata", "likeness-out":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range literal.FindAllSubmatch(data, -1) {
+			inCode[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	worker, err := loadCompose(t, nil).GetService("worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]string{} // name -> where
+	for name := range worker.Environment {
+		set[name] = "docker-compose.yml worker"
+	}
+	for _, e := range loadKubernetes(t).deployment.Spec.Template.Spec.Containers[0].Env {
+		set[e.Name] = "kubernetes worker"
+	}
+	for name, where := range set {
+		if strings.HasPrefix(name, "OTEL_") {
+			continue
+		}
+		if !inCode[name] {
+			t.Errorf("%s sets %s, but no Go source outside tests names it", where, name)
+		}
 	}
 }

@@ -70,6 +70,7 @@ func parseDockerfile(t *testing.T) dockerfile {
 		t.Fatal(err)
 	}
 	var df dockerfile
+	goBuildRE := regexp.MustCompile(`\bgo\s+build\b`)
 	for _, in := range logicalLines(string(data)) {
 		if in.keyword == "FROM" {
 			fields := strings.Fields(in.rest)
@@ -94,7 +95,7 @@ func parseDockerfile(t *testing.T) dockerfile {
 		}
 		cur := &df.stages[len(df.stages)-1]
 		cur.body = append(cur.body, in)
-		if in.keyword == "RUN" && regexp.MustCompile(`\bgo\s+build\b`).MatchString(in.rest) {
+		if in.keyword == "RUN" && goBuildRE.MatchString(in.rest) {
 			if df.goBuild.pkg != "" {
 				t.Fatalf("%s:%d: a second go build line; the test reproduces exactly one", path, in.line)
 			}

@@ -183,7 +183,9 @@ infra_start_redis() {
 	log=$INFRA_DIR/redis.log
 	for attempt in 1 2 3 4 5; do
 		infra_pick_port port
+		# 256 databases: internal/testenv.RedisDB gives each test its own.
 		redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+			--databases 256 \
 			--dir "$INFRA_DIR/redis" >"$log" 2>&1 &
 		INFRA_PIDS+=("$!")
 		rc=0

@@ -26,8 +26,8 @@ import (
 
 // handleGenerate runs one (character, prompt, model, variant) task.
 func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
-	var p task.Generate
-	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
+	p, err := task.DecodeGenerate(t.Payload())
+	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := w.log.With("run_id", p.RunID, "task_id", p.TaskID, "model", p.Model)
@@ -211,7 +211,7 @@ func (w *Worker) baseRecord(p task.Generate, ck string) *manifest.Record {
 	return &manifest.Record{
 		Run: p.RunID, Task: p.TaskID, Character: p.Character, Prompt: p.Prompt, PromptText: p.PromptText,
 		Model: p.Model, ModelRef: p.ModelRef, Provider: provName, Variant: p.Variant, Seed: p.Seed,
-		ReferenceKey: p.RefKey, ContentKey: ck,
+		ReferenceKey: p.RefKey, ContentKey: ck, Worker: w.cfg.ID,
 	}
 }
 

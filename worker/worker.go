@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -67,6 +68,8 @@ type Config struct {
 	// ShutdownTimeout is how long Shutdown waits for in-flight tasks before
 	// they are requeued. Default 30s.
 	ShutdownTimeout time.Duration
+	// ID names this worker in records and logs. Default host:pid.
+	ID string
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -106,6 +109,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -36,7 +36,7 @@ func progressLine(st *runstate.Status, elapsed time.Duration, width int) string 
 	}
 	eta := "--"
 	if rate > 0 && done < st.Total {
-		eta = (time.Duration(float64(st.Total-done)/rate*float64(time.Second))).Round(time.Second).String()
+		eta = (time.Duration(float64(st.Total-done) / rate * float64(time.Second))).Round(time.Second).String()
 	} else if done >= st.Total {
 		eta = "0s"
 	}

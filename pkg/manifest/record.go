@@ -72,6 +72,8 @@ type Record struct {
 	FinishedAt        time.Time `json:"finished_at"`
 	TraceID           string    `json:"trace_id,omitempty"`
 	Cached            bool      `json:"cached"`
+	// Worker identifies the worker process that wrote the record (host:pid).
+	Worker string `json:"worker,omitempty"`
 }
 
 // ModelStats summarises one model's tasks in a run.

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/likeness-run/likeness/pkg/internal/testenv"
+	"github.com/likeness-run/likeness/internal/testenv"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/runstate"
 )

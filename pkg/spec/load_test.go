@@ -393,7 +393,6 @@ func TestLoadFileRefusesSymlinkOutOfSpecDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := LoadFile(specPath, nil)
-	t.Log(err)
 	var bad Errors
 	if !errors.As(err, &bad) || len(bad) != 1 || bad[0].Path != "characters[0].reference" {
 		t.Fatalf("LoadFile error = %v, want one error about characters[0].reference", err)

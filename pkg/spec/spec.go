@@ -48,8 +48,12 @@ type Spec struct {
 	// Raw is the spec exactly as read, for storing as submitted.
 	Raw []byte
 
-	Version    int
-	Name       string
+	// Version is the format version; always Version.
+	Version int
+	// Name identifies the spec (an id, see CheckID); it is part of run ids.
+	Name string
+	// Characters, Prompts and Models are in spec order, which is the order
+	// of Expand. Each list has at least one entry and unique ids.
 	Characters []Character
 	Prompts    []Prompt
 	Models     []Model
@@ -95,7 +99,8 @@ type Reference struct {
 	// image/webp.
 	ContentType string
 	// Ext is the extension matching the content: png, jpg or webp.
-	Ext           string
+	Ext string
+	// Width and Height are the image's size in pixels.
 	Width, Height int
 }
 

@@ -27,8 +27,9 @@ const tmpPrefix = ".likeness-tmp-"
 // directory, which is then renamed (Put) or hard-linked (PutIfAbsent) into
 // place, so a reader sees the old object or the new one, never a part.
 //
-// Unlike a bucket, a directory cannot hold both "a" and "a/b"; the likeness
-// layout never does. Content types are derived from the key's extension (see
+// Unlike a bucket, a directory cannot hold both "a" and "a/b", and most file
+// systems refuse a path segment longer than 255 bytes; the likeness layout
+// does neither. Content types are derived from the key's extension (see
 // Info.ContentType). A Dir is safe for concurrent use, including by several
 // processes sharing the root.
 type Dir struct {

@@ -11,7 +11,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/likeness-run/likeness/pkg/internal/testenv"
+	"github.com/likeness-run/likeness/internal/testenv"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/store/storetest"
 )

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -98,4 +99,36 @@ func (g Generate) ContentKey() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// DecodeGenerate decodes a Generate payload. JSON has one number type, so
+// whole-number params come back as int, as the spec parser produced them;
+// adapters and checks see the same values the producer validated.
+func DecodeGenerate(data []byte) (Generate, error) {
+	var g Generate
+	if err := Decode(TypeGenerate, data, &g); err != nil {
+		return g, err
+	}
+	for k, v := range g.Params {
+		g.Params[k] = wholeToInt(v)
+	}
+	return g, nil
+}
+
+func wholeToInt(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int(x)
+		}
+	case []any:
+		for i := range x {
+			x[i] = wholeToInt(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = wholeToInt(x[k])
+		}
+	}
+	return v
 }

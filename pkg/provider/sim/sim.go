@@ -59,6 +59,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,7 +90,19 @@ type Client struct {
 	// calls counts Generate calls; it feeds the transient-failure draw so a
 	// retry of the same request can succeed.
 	calls atomic.Uint64
+	// png reuses the PNG encoder's compressor between calls.
+	png png.Encoder
 }
+
+// encoderPool lets png.Encoder reuse its buffers and compressor.
+type encoderPool struct{ pool sync.Pool }
+
+func (p *encoderPool) Get() *png.EncoderBuffer {
+	b, _ := p.pool.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (p *encoderPool) Put(b *png.EncoderBuffer) { p.pool.Put(b) }
 
 // New returns a Client for cfg, with defaults applied to a copy.
 func New(cfg Config) (*Client, error) {
@@ -102,7 +115,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
-	return &Client{cfg: cfg, registry: provider.DefaultRegistry()}, nil
+	return &Client{
+		cfg:      cfg,
+		registry: provider.DefaultRegistry(),
+		png:      png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &encoderPool{}},
+	}, nil
 }
 
 // sleep waits for d or until ctx is done.
@@ -179,7 +196,7 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_param", Message: err.Error()}
 		}
 	}
-	data, err := encode(out, req.Params)
+	data, err := c.encode(out, req.Params)
 	if err != nil {
 		return nil, fmt.Errorf("sim %s: encode output: %w", req.Model, err)
 	}
@@ -231,13 +248,13 @@ func behaviourFor(m provider.Model, params map[string]any) behaviour {
 }
 
 // encode writes img as PNG, or as JPEG when params ask for "jpg".
-func encode(img image.Image, params map[string]any) ([]byte, error) {
+func (c *Client) encode(img image.Image, params map[string]any) ([]byte, error) {
 	var buf bytes.Buffer
 	var err error
 	if f, _ := params["output_format"].(string); f == "jpg" {
 		err = jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90})
 	} else {
-		err = (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img)
+		err = c.png.Encode(&buf, img)
 	}
 	return buf.Bytes(), err
 }
