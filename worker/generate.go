@@ -91,7 +91,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 
 	start := w.cfg.Now()
 	res, err := gen.Generate(ctx, provider.Request{
-		Model: model.Name, Prompt: p.PromptText, Reference: ref, Seed: seed,
+		Model: model.Name, Prompt: p.PromptText, Character: p.Character, Reference: ref, Seed: seed,
 		Width: want.Width, Height: want.Height, Params: p.Params,
 	})
 	var out *imagecheck.Output

@@ -1,5 +1,9 @@
 package provider
 
-// hostedModels lists the models reached over the network. Filled in by the
-// provider adapters issue; kept separate from the simulator's profiles.
-func hostedModels() []Model { return nil }
+import "slices"
+
+// hostedModels lists the models reached over the network, one file per
+// provider (models_<provider>.go).
+func hostedModels() []Model {
+	return slices.Concat(replicateModels(), openaiModels(), bflModels(), runwayModels(), ideogramModels(), arkModels())
+}

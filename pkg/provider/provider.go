@@ -34,14 +34,25 @@ type Request struct {
 	Model string
 	// Prompt is the text instruction.
 	Prompt string
+	// Character is the character's id; adapters that name references in the
+	// prompt (Runway's @tag) use it as the tag.
+	Character string
 	// Reference is the character reference image.
 	Reference Image
+	// Image and Mask, when Image is set, ask for an inpainting edit of Image.
+	// The mask uses one convention everywhere in likeness: white (or any
+	// non-black) pixels are repainted, black pixels are kept. Adapters
+	// convert it to their provider's convention (OpenAI: transparent =
+	// edit; Ideogram: black = edit).
+	Image, Mask *Image
 	// Seed is the derived per-attempt seed, always in [0, 2147483647].
 	Seed int64
 	// Width and Height, when non-zero, are the output size the caller expects.
 	Width, Height int
 	// Params are the model parameters from the spec, already validated
-	// against the registry.
+	// against the registry. For a model offered both on Replicate and on its
+	// own provider's API, the registry uses the same names and values for
+	// both (Replicate's), and the direct adapter maps them to its wire form.
 	Params map[string]any
 }
 
@@ -59,6 +70,9 @@ type Result struct {
 	RevisedPrompt string
 	// Seed is the seed the provider reports having used, when it says.
 	Seed int64
+	// Logs is what the provider logged for the request, when it says
+	// (Replicate prediction logs), trimmed to a few KiB.
+	Logs string
 }
 
 // Generator is what every adapter implements: one call, one output image.

@@ -1,0 +1,4 @@
+package provider
+
+// replicateModels are the models served by the replicate adapter.
+func replicateModels() []Model { return nil }

@@ -1,0 +1,193 @@
+package providertest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+)
+
+// Fake is a local server speaking one provider's protocol.
+type Fake interface {
+	// URL is the base URL to point the adapter at.
+	URL() string
+	// Script queues scenarios for the next generation requests; with the
+	// queue empty, requests succeed.
+	Script(...Scenario)
+	// Supports reports whether the provider has this failure mode at all
+	// (OpenAI's inline outputs cannot expire, for example).
+	Supports(Scenario) bool
+	// Calls counts generation requests received.
+	Calls() int
+	// Requests returns every HTTP request received.
+	Requests() []Request
+}
+
+// Harness tells the suite how to build an adapter and its fake.
+type Harness struct {
+	// NewFake starts the provider's fake for one subtest.
+	NewFake func(t *testing.T) Fake
+	// NewGenerator returns the adapter configured with Key and pointed at
+	// baseURL, with fast polling suitable for tests.
+	NewGenerator func(t *testing.T, baseURL string) provider.Generator
+	// Model is the model name to request (no provider prefix).
+	Model string
+	// Params are the request params.
+	Params map[string]any
+	// Key is the secret the adapter was configured with. The suite checks it
+	// never appears in a result, an error, or a request body.
+	Key string
+	// Provider is the adapter's provider name, expected in its errors.
+	Provider string
+}
+
+func (h Harness) request() provider.Request {
+	ref := Reference()
+	return provider.Request{
+		Model: h.Model, Prompt: "she is playing the piano", Character: "mara",
+		Reference: provider.Image{Data: ref, ContentType: http.DetectContentType(ref)},
+		Seed:      1234, Params: h.Params,
+	}
+}
+
+// want is the expected outcome of a scenario.
+var want = map[Scenario]provider.Class{
+	RateLimited:   provider.Rate,
+	ServerError:   provider.Transient,
+	Moderated:     provider.Safety,
+	Billing:       provider.Billing,
+	Unauthorized:  provider.Billing,
+	BadInput:      provider.Input,
+	Malformed:     provider.Transient,
+	OutputExpired: provider.Transient,
+	TaskFailed:    provider.Transient,
+}
+
+// Run is the conformance suite. Every adapter passes it against its fake.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	for _, sc := range AllScenarios {
+		t.Run(string(sc), func(t *testing.T) {
+			t.Parallel()
+			fake := h.NewFake(t)
+			if !fake.Supports(sc) {
+				t.Skipf("%s has no %s failure mode", h.Provider, sc)
+			}
+			gen := h.NewGenerator(t, fake.URL())
+			fake.Script(sc)
+			timeout := 30 * time.Second
+			if sc == Slow {
+				timeout = 500 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			began := time.Now()
+			res, err := gen.Generate(ctx, h.request())
+			took := time.Since(began)
+			checkNoKey(t, h.Key, res, err, fake.Requests())
+			switch sc {
+			case OK:
+				checkOK(t, res, err)
+			case Slow:
+				if err == nil {
+					t.Fatal("a request the provider never answered succeeded")
+				}
+				if took > 3*time.Second {
+					t.Errorf("returned %s after the deadline; want promptly", took-timeout)
+				}
+			default:
+				checkClass(t, h.Provider, sc, err)
+			}
+		})
+	}
+	t.Run("retry_after_success", func(t *testing.T) {
+		t.Parallel()
+		// The queue owns retries: one Generate call is one provider
+		// attempt, and a failed one is not retried inside the adapter.
+		fake := h.NewFake(t)
+		gen := h.NewGenerator(t, fake.URL())
+		fake.Script(ServerError)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := gen.Generate(ctx, h.request()); err == nil {
+			t.Fatal("the adapter retried a 5xx on its own; the queue owns retries")
+		}
+		if n := fake.Calls(); n != 1 {
+			t.Errorf("one Generate made %d generation requests; want 1", n)
+		}
+		res, err := gen.Generate(ctx, h.request())
+		checkOK(t, res, err)
+	})
+}
+
+func checkOK(t *testing.T, res *provider.Result, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	if w, hgt, derr := DecodeSize(res.Image.Data); derr != nil || w == 0 || hgt == 0 {
+		t.Errorf("output is not an image: %v", derr)
+	}
+	if !strings.HasPrefix(res.Image.ContentType, "image/") {
+		t.Errorf("content type %q; want it sniffed from the bytes", res.Image.ContentType)
+	}
+	if res.RequestID == "" {
+		t.Error("no provider request id")
+	}
+	if res.CostUSD <= 0 {
+		t.Errorf("cost %v; want the list price", res.CostUSD)
+	}
+}
+
+func checkClass(t *testing.T, prov string, sc Scenario, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: Generate succeeded", sc)
+	}
+	var pe *provider.Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s: error %T %v is not a *provider.Error", sc, err, err)
+	}
+	if strings.Contains(pe.Message, "fake:") {
+		t.Fatalf("%s: the fake rejected the request as malformed: %v", sc, err)
+	}
+	if pe.Class != want[sc] {
+		t.Errorf("%s: class %q; want %q (%v)", sc, pe.Class, want[sc], err)
+	}
+	if pe.Provider != prov {
+		t.Errorf("%s: provider %q; want %q", sc, pe.Provider, prov)
+	}
+	if sc == RateLimited {
+		if d := pe.RetryAfter - RateWait; d < -time.Second || d > time.Second {
+			t.Errorf("rate limited: RetryAfter %s; want the provider's %s", pe.RetryAfter, RateWait)
+		}
+	}
+	if pe.Message == "" && pe.Err == nil {
+		t.Errorf("%s: no message to explain the failure", sc)
+	}
+}
+
+// checkNoKey asserts the secret reaches neither the result, the error, nor
+// any request URL. (Bodies may carry a user's key where the protocol says so:
+// gpt-image-1 on Replicate takes the OpenAI key as an input.)
+func checkNoKey(t *testing.T, key string, res *provider.Result, err error, reqs []Request) {
+	t.Helper()
+	if key == "" {
+		return
+	}
+	if err != nil && strings.Contains(err.Error(), key) {
+		t.Errorf("the error message contains the API key: %v", err)
+	}
+	if res != nil && (strings.Contains(res.Logs, key) || strings.Contains(res.RevisedPrompt, key)) {
+		t.Error("the result contains the API key")
+	}
+	for _, r := range reqs {
+		if strings.Contains(r.Path, key) {
+			t.Errorf("request %s %s carries the key in its URL", r.Method, r.Path)
+		}
+	}
+}
