@@ -1,0 +1,272 @@
+// Package ratelimit holds the limits every worker in the fleet shares, in
+// Redis: a request rate (GCRA, via redis_rate), a concurrency cap made of
+// leases that expire when their holder dies, a cooldown-until that any
+// worker sets from a provider's 429 so the whole fleet waits, and a circuit
+// breaker that a run of transient failures opens.
+//
+// In the task lifecycle (design.md step 4) the worker calls Acquire before
+// each provider call. Acquire either grants a Lease, which the worker keeps
+// alive during the call and releases after it, or says how long to wait:
+// the worker waits in place for short waits and requeues the task for long
+// ones, in both cases without spending a retry.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Limit is one limit key's configuration. Zero fields mean "no limit" for
+// that dimension.
+type Limit struct {
+	// Key names the limit; every model that shares a provider limit uses
+	// the same key (see provider.Limits.Key).
+	Key string
+	// RequestsPerMinute caps request starts across the fleet.
+	RequestsPerMinute int
+	// Concurrency caps requests in flight across the fleet.
+	Concurrency int
+	// Breaker tunes the key's circuit breaker.
+	Breaker BreakerConfig
+}
+
+// Config configures a Limiter.
+type Config struct {
+	// Prefix namespaces every key. Default "likeness:limit".
+	Prefix string
+	// LeaseTTL is how long a concurrency slot outlives its holder's last
+	// heartbeat; a killed worker's slots come back after it. Default 30s.
+	LeaseTTL time.Duration
+	// Margin slows the request rate by this fraction so that network jitter
+	// between a grant and the provider's own count never tips a window over
+	// the limit. Default 0.01 (1%).
+	Margin float64
+	// MinWait is the shortest wait reported when a concurrency slot is
+	// busy (the time a slot frees is unknown). Default 50ms.
+	MinWait time.Duration
+	// Now is the clock for lease expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// Limiter acquires fleet-wide limits.
+type Limiter struct {
+	rdb  redis.UniversalClient
+	rate *redis_rate.Limiter
+	cfg  Config
+}
+
+// New returns a Limiter over rdb.
+func New(rdb redis.UniversalClient, cfg Config) *Limiter {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "likeness:limit"
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = 0.01
+	}
+	if cfg.MinWait <= 0 {
+		cfg.MinWait = 50 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), cfg: cfg}
+}
+
+func (l *Limiter) key(lim, part string) string { return l.cfg.Prefix + ":{" + lim + "}:" + part }
+
+// Reason says why Acquire did not grant a lease.
+type Reason string
+
+// Reasons for waiting.
+const (
+	Cooldown    Reason = "cooldown"
+	Concurrency Reason = "concurrency"
+	Rate        Reason = "rate"
+	CircuitOpen Reason = "circuit_open"
+)
+
+// Wait is Acquire's answer when the limit is not available.
+type Wait struct {
+	For    time.Duration
+	Reason Reason
+}
+
+// Lease is a granted request: it holds a concurrency slot (when the limit
+// has one) until Release. Keep it alive during long calls with Keep.
+type Lease struct {
+	l      *Limiter
+	key    string
+	holder string
+	slot   bool
+	once   sync.Once
+	stop   chan struct{}
+}
+
+var acquireSlot = redis.NewScript(`
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return -1
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tonumber(first[2]) - now
+`)
+
+// Acquire checks the limit's cooldown and circuit, takes a concurrency slot
+// and a request from the rate. It returns a Lease, or a Wait saying for how
+// long the limit is unavailable and why. holder identifies the caller
+// (worker and task), for debugging the slot set.
+func (l *Limiter) Acquire(ctx context.Context, lim Limit, holder string) (*Lease, *Wait, error) {
+	now := l.cfg.Now()
+	if until, err := l.CooldownUntil(ctx, lim.Key); err != nil {
+		return nil, nil, err
+	} else if until.After(now) {
+		return nil, &Wait{For: until.Sub(now), Reason: Cooldown}, nil
+	}
+	if wait, err := l.breaker(ctx, lim.Key, lim.Breaker); err != nil {
+		return nil, nil, err
+	} else if wait > 0 {
+		return nil, &Wait{For: wait, Reason: CircuitOpen}, nil
+	}
+	lease := &Lease{l: l, key: lim.Key, holder: holder, stop: make(chan struct{})}
+	if lim.Concurrency > 0 {
+		ms, err := acquireSlot.Run(ctx, l.rdb, []string{l.key(lim.Key, "slots")},
+			now.UnixMilli(), holder, lim.Concurrency, l.cfg.LeaseTTL.Milliseconds()).Int64()
+		if err != nil {
+			return nil, nil, fmt.Errorf("ratelimit: acquire slot %s: %w", lim.Key, err)
+		}
+		if ms >= 0 {
+			// A slot frees when a holder releases it, at the latest when the
+			// oldest lease expires; poll at MinWait until then.
+			return nil, &Wait{For: max(l.cfg.MinWait, min(time.Duration(ms)*time.Millisecond, 4*l.cfg.MinWait)), Reason: Concurrency}, nil
+		}
+		lease.slot = true
+	}
+	if lim.RequestsPerMinute > 0 {
+		res, err := l.rate.Allow(ctx, l.key(lim.Key, "rate"), l.gcra(lim.RequestsPerMinute))
+		if err != nil {
+			lease.Release(ctx)
+			return nil, nil, fmt.Errorf("ratelimit: rate %s: %w", lim.Key, err)
+		}
+		if res.Allowed == 0 {
+			lease.Release(ctx)
+			return nil, &Wait{For: max(res.RetryAfter, time.Millisecond), Reason: Rate}, nil
+		}
+	}
+	return lease, nil, nil
+}
+
+// gcra spaces requests evenly with a burst of one, so no window of any
+// length holds more than the limit allows, slowed by Margin.
+func (l *Limiter) gcra(perMinute int) redis_rate.Limit {
+	period := time.Duration(float64(time.Minute) * (1 + l.cfg.Margin))
+	return redis_rate.Limit{Rate: perMinute, Burst: 1, Period: period}
+}
+
+// Keep refreshes the lease's slot until Release, so a long provider call
+// keeps its slot while a dead worker's slot expires after LeaseTTL.
+func (le *Lease) Keep(ctx context.Context) {
+	if !le.slot {
+		return
+	}
+	go func() {
+		t := time.NewTicker(le.l.cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-le.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				exp := le.l.cfg.Now().Add(le.l.cfg.LeaseTTL).UnixMilli()
+				key := le.l.key(le.key, "slots")
+				pipe := le.l.rdb.Pipeline()
+				pipe.ZAddXX(ctx, key, redis.Z{Score: float64(exp), Member: le.holder})
+				pipe.PExpire(ctx, key, le.l.cfg.LeaseTTL)
+				_, _ = pipe.Exec(ctx) // a missed refresh only shortens the lease
+			}
+		}
+	}()
+}
+
+// Release returns the slot. It is safe to call more than once.
+func (le *Lease) Release(ctx context.Context) {
+	le.once.Do(func() {
+		close(le.stop)
+		if le.slot {
+			// The slot must come back even when the task's context is done.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			le.l.rdb.ZRem(rctx, le.l.key(le.key, "slots"), le.holder)
+		}
+	})
+}
+
+// SetCooldown makes every worker wait until until before calling the
+// limit's provider again. A later until wins over an earlier one.
+func (l *Limiter) SetCooldown(ctx context.Context, key string, until time.Time) error {
+	k := l.key(key, "cooldown")
+	ms := until.UnixMilli()
+	ttl := time.Until(until) + time.Second
+	if ttl <= 0 {
+		return nil
+	}
+	err := setMax.Run(ctx, l.rdb, []string{k}, ms, ttl.Milliseconds()).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
+	}
+	return nil
+}
+
+var setMax = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+`)
+
+// CooldownUntil returns when the limit's cooldown ends (zero if none).
+func (l *Limiter) CooldownUntil(ctx context.Context, key string) (time.Time, error) {
+	v, err := l.rdb.Get(ctx, l.key(key, "cooldown")).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("ratelimit: cooldown %s: %w", key, err)
+	}
+	ms, _ := strconv.ParseInt(v, 10, 64)
+	return time.UnixMilli(ms), nil
+}
+
+// InFlight returns how many slots of the limit are held now.
+func (l *Limiter) InFlight(ctx context.Context, key string) (int, error) {
+	n, err := l.rdb.ZCount(ctx, l.key(key, "slots"), strconv.FormatInt(l.cfg.Now().UnixMilli(), 10), "+inf").Result()
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: in flight %s: %w", key, err)
+	}
+	return int(n), nil
+}
+
+// Interval is the spacing between request starts that a rate allows,
+// margin included.
+func (l *Limiter) Interval(perMinute int) time.Duration {
+	if perMinute <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(float64(time.Minute) * (1 + l.cfg.Margin) / float64(perMinute)))
+}

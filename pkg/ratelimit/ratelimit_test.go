@@ -1,0 +1,221 @@
+package ratelimit_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/likeness-run/likeness/internal/testenv"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
+)
+
+func client(t *testing.T, addr string, db int) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// grab acquires as fast as it can for d and returns the grant times.
+func grab(ctx context.Context, l *ratelimit.Limiter, lim ratelimit.Limit, holder string, d time.Duration) ([]time.Time, error) {
+	var grants []time.Time
+	end := time.Now().Add(d)
+	for i := 0; time.Now().Before(end); i++ {
+		lease, wait, err := l.Acquire(ctx, lim, fmt.Sprintf("%s-%d", holder, i))
+		if err != nil {
+			return nil, err
+		}
+		if wait != nil {
+			time.Sleep(min(wait.For, time.Until(end)+time.Millisecond))
+			continue
+		}
+		grants = append(grants, time.Now())
+		lease.Release(ctx)
+	}
+	return grants, nil
+}
+
+// TestHelperProcess is the other process of TestRateSharedAcrossProcesses.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv("RATELIMIT_CHILD") != "1" {
+		t.Skip("helper process")
+	}
+	db, _ := strconv.Atoi(os.Getenv("RATELIMIT_DB"))
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("RATELIMIT_ADDR"), DB: db})
+	l := ratelimit.New(rdb, ratelimit.Config{})
+	grants, err := grab(context.Background(), l, ratelimit.Limit{Key: "shared", RequestsPerMinute: 1200}, "child", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(grants)
+}
+
+// TestRateSharedAcrossProcesses runs one limiter here and one in another
+// process against the same key: together they stay within the limit, and
+// the limit is used.
+func TestRateSharedAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	child.Env = append(os.Environ(), "RATELIMIT_CHILD=1", "RATELIMIT_ADDR="+addr, fmt.Sprintf("RATELIMIT_DB=%d", db))
+	var childOut []byte
+	var childErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); childOut, childErr = child.Output() }()
+
+	l := ratelimit.New(client(t, addr, db), ratelimit.Config{})
+	mine, err := grab(context.Background(), l, ratelimit.Limit{Key: "shared", RequestsPerMinute: 1200}, "parent", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if childErr != nil {
+		t.Fatalf("child: %v\n%s", childErr, childOut)
+	}
+	var theirs []time.Time
+	// The child prints test output too; the grants are the first line.
+	if err := json.NewDecoder(bytes.NewReader(childOut)).Decode(&theirs); err != nil {
+		t.Fatalf("child output: %v\n%s", err, childOut)
+	}
+	if len(mine) == 0 || len(theirs) == 0 {
+		t.Fatalf("grants: parent %d, child %d; both processes should get some", len(mine), len(theirs))
+	}
+	all := append(append([]time.Time(nil), mine...), theirs...)
+	// 1200/min is one per 50ms: in any 1s window at most 20 (+1 for window
+	// edges), over ~3s about 60 in all.
+	if n := maxInWindow(all, time.Second); n > 21 {
+		t.Errorf("%d grants in one second across both processes; the limit allows 20", n)
+	}
+	if total := len(all); total < 45 || total > 63 {
+		t.Errorf("%d grants in 3s across both processes; want about 60", total)
+	}
+}
+
+func maxInWindow(ts []time.Time, w time.Duration) int {
+	best := 0
+	for _, a := range ts {
+		n := 0
+		for _, b := range ts {
+			if !b.Before(a) && b.Sub(a) < w {
+				n++
+			}
+		}
+		best = max(best, n)
+	}
+	return best
+}
+
+func TestConcurrencySlotOfDeadHolderComesBack(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	ctx := context.Background()
+	lim := ratelimit.Limit{Key: "conc", Concurrency: 2}
+	dead := ratelimit.New(client(t, addr, db), ratelimit.Config{LeaseTTL: time.Second})
+	live := ratelimit.New(client(t, addr, db), ratelimit.Config{LeaseTTL: time.Second})
+	// The dead worker takes both slots and never releases them.
+	for i := 0; i < 2; i++ {
+		if _, wait, err := dead.Acquire(ctx, lim, fmt.Sprint("dead", i)); err != nil || wait != nil {
+			t.Fatalf("acquire %d: %v %v", i, wait, err)
+		}
+	}
+	if _, wait, err := live.Acquire(ctx, lim, "live"); err != nil || wait == nil || wait.Reason != ratelimit.Concurrency {
+		t.Fatalf("third acquire: wait %+v, %v; want a concurrency wait", wait, err)
+	}
+	start := time.Now()
+	for {
+		lease, wait, err := live.Acquire(ctx, lim, "live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wait == nil {
+			lease.Release(ctx)
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("the dead holder's slot did not come back within 3 lease lengths")
+		}
+		time.Sleep(wait.For)
+	}
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Errorf("slot came back after %s; the lease is 1s", took)
+	}
+
+	// A kept lease outlives its TTL while its holder is alive.
+	lease, _, _ := live.Acquire(ctx, ratelimit.Limit{Key: "kept", Concurrency: 1}, "keeper")
+	kctx, cancel := context.WithCancel(ctx)
+	lease.Keep(kctx)
+	time.Sleep(1500 * time.Millisecond)
+	if _, wait, _ := live.Acquire(ctx, ratelimit.Limit{Key: "kept", Concurrency: 1}, "other"); wait == nil {
+		t.Error("a kept lease lost its slot after its TTL")
+	}
+	cancel()
+	lease.Release(ctx)
+	if n, _ := live.InFlight(ctx, "kept"); n != 0 {
+		t.Errorf("in flight after release: %d", n)
+	}
+}
+
+func TestCooldownStopsEveryWorker(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	ctx := context.Background()
+	a := ratelimit.New(client(t, addr, db), ratelimit.Config{})
+	b := ratelimit.New(client(t, addr, db), ratelimit.Config{})
+	lim := ratelimit.Limit{Key: "cool", RequestsPerMinute: 6000}
+	if err := a.SetCooldown(ctx, "cool", time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier cooldown does not shorten a later one.
+	if err := b.SetCooldown(ctx, "cool", time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]*ratelimit.Limiter{"a": a, "b": b} {
+		_, wait, err := l.Acquire(ctx, lim, name)
+		if err != nil || wait == nil || wait.Reason != ratelimit.Cooldown || wait.For < 4900*time.Millisecond {
+			t.Errorf("worker %s: wait %+v, %v; want a cooldown of about 5s", name, wait, err)
+		}
+	}
+}
+
+func TestBreakerOpensProbesCloses(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	ctx := context.Background()
+	l := ratelimit.New(client(t, addr, db), ratelimit.Config{})
+	lim := ratelimit.Limit{Key: "cb", Breaker: ratelimit.BreakerConfig{Threshold: 3, OpenFor: 500 * time.Millisecond}}
+	for i := 0; i < 3; i++ {
+		if _, wait, _ := l.Acquire(ctx, lim, "w"); wait != nil {
+			t.Fatalf("closed circuit refused request %d", i)
+		}
+		open, err := l.ReportTransient(ctx, "cb", lim.Breaker)
+		if err != nil || open != (i == 2) {
+			t.Fatalf("failure %d: open %v, %v", i, open, err)
+		}
+	}
+	if _, wait, _ := l.Acquire(ctx, lim, "w"); wait == nil || wait.Reason != ratelimit.CircuitOpen {
+		t.Fatalf("open circuit: wait %+v; want circuit_open", wait)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, wait, _ := l.Acquire(ctx, lim, "probe"); wait != nil {
+		t.Fatalf("half-open circuit refused the probe: %+v", wait)
+	}
+	if _, wait, _ := l.Acquire(ctx, lim, "second"); wait == nil {
+		t.Fatal("half-open circuit let a second request through before the probe finished")
+	}
+	if err := l.ReportSuccess(ctx, "cb"); err != nil {
+		t.Fatal(err)
+	}
+	if _, wait, _ := l.Acquire(ctx, lim, "after"); wait != nil {
+		t.Fatalf("closed circuit after a good probe refused: %+v", wait)
+	}
+}
