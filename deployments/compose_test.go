@@ -339,3 +339,23 @@ func TestComposeDefaults(t *testing.T) {
 	}
 	walk(doc)
 }
+
+// TestComposeUsage checks that the specs the usage comment in
+// docker-compose.yml submits exist under ./examples, which the worker
+// mounts at /specs.
+func TestComposeUsage(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := regexp.MustCompile(`/specs/([\w./-]+\.ya?ml)`).FindAllSubmatch(data, -1)
+	if len(refs) == 0 {
+		t.Fatal("the usage comment submits no spec from /specs")
+	}
+	for _, m := range refs {
+		if _, err := os.Stat(filepath.Join(repoRoot, "examples", filepath.FromSlash(string(m[1])))); err != nil {
+			t.Errorf("docker-compose.yml shows /specs/%s, but examples/%s does not exist", m[1], m[1])
+		}
+	}
+}

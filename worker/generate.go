@@ -75,6 +75,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	if !ok {
 		return w.fail(ctx, p, ck, nil, &provider.Error{Class: provider.Billing, Provider: model.Provider, Message: "this worker has no credentials for the provider"})
 	}
+	if reason, stopped, err := w.cfg.Runs.ProviderStopped(ctx, p.RunID, model.Provider); err != nil {
+		return err
+	} else if stopped {
+		history, _ := w.cfg.Runs.Attempts(ctx, p.RunID, p.TaskID)
+		return w.fail(ctx, p, ck, history, &provider.Error{Class: provider.Billing, Provider: model.Provider,
+			Message: "provider stopped for this run after a billing failure: " + reason})
+	}
 	history, err := w.cfg.Runs.Attempts(ctx, p.RunID, p.TaskID)
 	if err != nil {
 		return err
@@ -89,20 +96,43 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	refCfg, _, _ := image.DecodeConfig(bytes.NewReader(ref.Data))
 	want := expectation(model, p.Params, refCfg.Width, refCfg.Height)
 
+	// Budget: reserve the list price before spending it.
+	if ok, err := w.cfg.Runs.Reserve(ctx, p.RunID, p.TaskID, model.Pricing.For(p.Params)); err != nil {
+		return err
+	} else if !ok {
+		rec := w.baseRecord(p, ck)
+		rec.Status = manifest.SkippedBudget
+		rec.Error = fmt.Sprintf("budget: $%.2f for this output would pass the run's budget", model.Pricing.For(p.Params))
+		fillTimes(rec, p, history, w.cfg.Now())
+		log.InfoContext(ctx, "task skipped: over budget")
+		return w.settle(ctx, rec)
+	}
+
+	lim := w.limitFor(model)
+	lease, waited, err := w.acquire(ctx, lim, w.cfg.ID+"/"+p.RunID+"/"+p.TaskID)
+	if err != nil {
+		_ = w.cfg.Runs.Release(context.WithoutCancel(ctx), p.RunID, p.TaskID)
+		return err
+	}
+	lease.Keep(ctx)
 	start := w.cfg.Now()
 	res, err := gen.Generate(ctx, provider.Request{
 		Model: model.Name, Prompt: p.PromptText, Character: p.Character, Reference: ref, Seed: seed,
 		Width: want.Width, Height: want.Height, Params: p.Params,
 	})
+	lease.Release(ctx)
+	w.report(ctx, lim, err)
 	var out *imagecheck.Output
 	if err == nil {
 		out, err = checkOutput(res.Image.Data, want, w.cfg.Checks)
 	}
-	a := manifest.Attempt{N: len(history) + 1, Seed: seed, StartedAt: start, DurationMS: w.cfg.Now().Sub(start).Milliseconds()}
+	a := manifest.Attempt{N: len(history) + 1, Seed: seed, StartedAt: start,
+		DurationMS: w.cfg.Now().Sub(start).Milliseconds(), LimitWaitMS: waited.Milliseconds()}
 	if res != nil {
 		a.RequestID = res.RequestID
 	}
 	if err != nil {
+		_ = w.cfg.Runs.Release(context.WithoutCancel(ctx), p.RunID, p.TaskID)
 		if ctx.Err() != nil {
 			// Shutdown or task deadline: asynq requeues the task; this was
 			// not the provider's failure, so it is not in the history.
@@ -114,6 +144,12 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 			return aerr
 		}
 		history = append(history, a)
+		if class == provider.Billing {
+			if serr := w.cfg.Runs.StopProvider(ctx, p.RunID, model.Provider, err.Error()); serr != nil {
+				return serr
+			}
+			log.ErrorContext(ctx, "billing failure: provider stopped for this run", "provider", model.Provider, "err", err)
+		}
 		transientSpent, outputSpent := spent(history)
 		switch decide(class, transientSpent, outputSpent, max(p.MaxAttempts, 1), p.OutputRetries) {
 		case requeueWait:

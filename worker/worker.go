@@ -25,6 +25,7 @@ import (
 
 	"github.com/likeness-run/likeness/pkg/imagecheck"
 	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
@@ -54,8 +55,20 @@ type Config struct {
 	// Registry resolves model refs for expected output sizes and prices.
 	// Default provider.DefaultRegistry().
 	Registry *provider.Registry
-	// Concurrency is the number of tasks processed at once. Default 8.
+	// Concurrency is the number of tasks of one provider processed at once:
+	// every provider gets its own pool, so a throttled or slow provider never
+	// holds slots another provider's tasks could use. Default 8.
 	Concurrency int
+	// ProviderConcurrency overrides Concurrency per provider name.
+	ProviderConcurrency map[string]int
+	// Limiter enforces fleet-wide limits (rate, concurrency, cooldown,
+	// circuit breaker) shared through Redis. Nil means no fleet limits.
+	Limiter *ratelimit.Limiter
+	// Limits overrides the registry's default limits, by limit key.
+	Limits map[string]ratelimit.Limit
+	// MaxInlineWait is the longest limit wait spent inside a task; longer
+	// waits requeue the task for exactly the wait. Default 3s.
+	MaxInlineWait time.Duration
 	// Checks are the output checks. Default imagecheck.Default().
 	Checks []imagecheck.Check
 	// BackoffBase and BackoffCap shape the jittered exponential backoff of
@@ -98,6 +111,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Checks == nil {
 		c.Checks = imagecheck.Default()
 	}
+	if c.MaxInlineWait <= 0 {
+		c.MaxInlineWait = 3 * time.Second
+	}
 	if c.BackoffBase <= 0 {
 		c.BackoffBase = 2 * time.Second
 	}
@@ -123,13 +139,15 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Worker consumes generation and finalize tasks.
+// Worker consumes generation and finalize tasks. It runs one asynq server
+// per provider queue, each with its own concurrency, and one for the control
+// queue, all in this process.
 type Worker struct {
-	cfg    Config
-	log    *slog.Logger
-	srv    *asynq.Server
-	client *asynq.Client
-	refs   refCache
+	cfg     Config
+	log     *slog.Logger
+	servers map[string]*asynq.Server // by queue
+	client  *asynq.Client
+	refs    refCache
 }
 
 // New builds a Worker; it does not connect until Start.
@@ -138,29 +156,36 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, refs: refCache{max: 64}}
-	w.srv = asynq.NewServer(cfg.Redis, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   w.Queues(),
-		RetryDelayFunc:           w.retryDelay,
-		IsFailure:                isFailure,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		DelayedTaskCheckInterval: cfg.PollInterval,
-		TaskCheckInterval:        cfg.PollInterval,
-		Logger:                   newQueueLogger(cfg.Logger),
-		LogLevel:                 asynq.WarnLevel,
-		ErrorHandler:             asynq.ErrorHandlerFunc(w.logFailure),
-	})
+	w := &Worker{cfg: cfg, log: cfg.Logger, refs: refCache{max: 64}, servers: map[string]*asynq.Server{}}
+	for queue, n := range w.Queues() {
+		w.servers[queue] = asynq.NewServer(cfg.Redis, asynq.Config{
+			Concurrency:              n,
+			Queues:                   map[string]int{queue: 1},
+			RetryDelayFunc:           w.retryDelay,
+			IsFailure:                isFailure,
+			ShutdownTimeout:          cfg.ShutdownTimeout,
+			DelayedTaskCheckInterval: cfg.PollInterval,
+			TaskCheckInterval:        cfg.PollInterval,
+			Logger:                   newQueueLogger(cfg.Logger),
+			LogLevel:                 asynq.WarnLevel,
+			ErrorHandler:             asynq.ErrorHandlerFunc(w.logFailure),
+		})
+	}
 	w.client = asynq.NewClient(cfg.Redis)
 	return w, nil
 }
 
-// Queues returns the queues this worker serves with their weights: the
-// control queue (finalize) above every provider's generation queue.
+// Queues returns the queues this worker serves with the number of tasks it
+// works from each at once: every provider's generation queue, and the
+// control queue (finalize).
 func (w *Worker) Queues() map[string]int {
-	q := map[string]int{task.QueueControl: 6}
+	q := map[string]int{task.QueueControl: 2}
 	for name := range w.cfg.Generators {
-		q[task.QueueFor(name)] = 3
+		n := w.cfg.Concurrency
+		if c, ok := w.cfg.ProviderConcurrency[name]; ok && c > 0 {
+			n = c
+		}
+		q[task.QueueFor(name)] = n
 	}
 	return q
 }
@@ -187,17 +212,26 @@ func (w *Worker) Handler() asynq.Handler {
 // Start begins processing in background goroutines. It does not install
 // signal handlers: the caller owns shutdown and calls Shutdown.
 func (w *Worker) Start() error {
-	if err := w.srv.Start(w.Handler()); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
+	h := w.Handler()
+	for queue, srv := range w.servers {
+		if err := srv.Start(h); err != nil {
+			w.Shutdown()
+			return fmt.Errorf("worker: start %s: %w", queue, err)
+		}
 	}
-	w.log.Info("worker started", "providers", w.Providers(), "concurrency", w.cfg.Concurrency)
+	w.log.Info("worker started", "worker", w.cfg.ID, "providers", w.Providers(), "queues", w.Queues())
 	return nil
 }
 
 // Shutdown stops fetching new tasks, waits up to ShutdownTimeout for tasks
 // in flight, and requeues the rest. Nothing is lost.
 func (w *Worker) Shutdown() {
-	w.srv.Shutdown()
+	var wg sync.WaitGroup
+	for _, srv := range w.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); srv.Shutdown() }()
+	}
+	wg.Wait()
 	if err := w.client.Close(); err != nil {
 		w.log.Warn("close queue client", "err", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/likeness-run/likeness/internal/testenv"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
@@ -35,14 +36,30 @@ type step func(req provider.Request) (*provider.Result, error)
 // prompt's script runs out, it answers with a good image. It records every
 // call.
 type scripted struct {
-	mu     sync.Mutex
-	script map[string][]step
-	calls  []provider.Request
+	mu       sync.Mutex
+	script   map[string][]step
+	calls    []provider.Request
+	at       []time.Time
+	track    bool // count calls in flight
+	inFlight int
+	maxIn    int
+}
+
+func (s *scripted) maxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxIn
 }
 
 func (s *scripted) Generate(ctx context.Context, req provider.Request) (*provider.Result, error) {
 	s.mu.Lock()
 	s.calls = append(s.calls, req)
+	s.at = append(s.at, time.Now())
+	if s.track {
+		s.inFlight++
+		s.maxIn = max(s.maxIn, s.inFlight)
+		defer func() { s.mu.Lock(); s.inFlight--; s.mu.Unlock() }()
+	}
 	var st step
 	if q := s.script[req.Prompt]; len(q) > 0 {
 		st, s.script[req.Prompt] = q[0], q[1:]
@@ -125,6 +142,19 @@ type bundle struct {
 func setup(t *testing.T, gen *scripted, blobs *store.Dir) *bundle {
 	t.Helper()
 	addr, db := testenv.RedisDB(t)
+	return setupOn(t, addr, db, gen, blobs, options{})
+}
+
+// options vary a bundle's worker.
+type options struct {
+	limits      map[string]ratelimit.Limit
+	concurrency int
+}
+
+// setupOn starts a worker on a given Redis database, so several workers can
+// form one fleet.
+func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir, o options) *bundle {
+	t.Helper()
 	opt := asynq.RedisClientOpt{Addr: addr, DB: db}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
 	t.Cleanup(func() { rdb.Close() })
@@ -135,10 +165,15 @@ func setup(t *testing.T, gen *scripted, blobs *store.Dir) *bundle {
 		}
 	}
 	b := &bundle{t: t, redis: opt, runs: runstate.New(rdb, runstate.Config{}), blobs: blobs, gen: gen}
+	if o.concurrency == 0 {
+		o.concurrency = 4
+	}
 	w, err := worker.New(worker.Config{
 		Redis: opt, Store: blobs, Runs: b.runs,
 		Generators:  map[string]provider.Generator{"sim": gen},
-		Concurrency: 4, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
+		Limiter:     ratelimit.New(rdb, ratelimit.Config{}),
+		Limits:      o.limits,
+		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -31,6 +31,9 @@ type Attempt struct {
 	StartedAt time.Time `json:"started_at"`
 	// DurationMS is the attempt's wall time in milliseconds.
 	DurationMS int64 `json:"duration_ms"`
+	// LimitWaitMS is how long the attempt waited for fleet-wide limits
+	// (rate, concurrency, cooldown, circuit) before calling the provider.
+	LimitWaitMS int64 `json:"limit_wait_ms,omitempty"`
 }
 
 // Record is one task's outcome: one line of manifest.jsonl.

@@ -1,4 +1,72 @@
 package provider
 
-// ideogramModels are the models served by the ideogram adapter.
-func ideogramModels() []Model { return nil }
+import (
+	"strings"
+	"time"
+)
+
+// ideogramModels are the models served by the ideogram adapter
+// (pkg/provider/ideogram, Ideogram's own API).
+//
+// The parameters use Replicate's names and values for
+// ideogram-ai/ideogram-character (shared/providers.md section 1), so a spec
+// can move a model between replicate: and ideogram: without touching its
+// params; the adapter maps them to Ideogram's wire form (Turbo -> TURBO,
+// "3:4" -> "3x4", magic_prompt_option -> magic_prompt). negative_prompt is
+// the one addition: the direct API accepts it and Replicate's model does not.
+//
+// Limits: Ideogram admits 10 images in flight per organisation across all
+// endpoints (section 5). A request for N images takes N slots; the adapter
+// always asks for one image per request, so one request is one slot and the
+// fleet-wide concurrency cap is 10.
+func ideogramModels() []Model {
+	return []Model{{
+		Ref:      "ideogram:ideogram-3-character",
+		Provider: "ideogram",
+		Name:     "ideogram-3-character",
+		Description: "Ideogram 3.0 with a character reference image, on Ideogram's API; " +
+			"billed even when the output is withheld as unsafe",
+		Params: []Param{
+			{Name: "rendering_speed", Type: String, Enum: []string{"Default", "Turbo", "Quality"}, Default: "Default",
+				Description: "speed/quality tier; sets the price"},
+			{Name: "style_type", Type: String, Enum: []string{"Auto", "Fiction", "Realistic"}, Default: "Auto",
+				Description: "style of the output"},
+			{Name: "aspect_ratio", Type: String, Enum: ideogramAspectRatios(), Default: "1:1",
+				Description: "output aspect ratio; ignored when resolution is set or when inpainting"},
+			{Name: "resolution", Type: String, Enum: ideogramResolutions(), Default: "None",
+				Description: "exact output size WxH; overrides aspect_ratio"},
+			{Name: "magic_prompt_option", Type: String, Enum: []string{"Auto", "On", "Off"}, Default: "Auto",
+				Description: "let Ideogram rewrite the prompt (the rewrite is recorded as the revised prompt)"},
+			{Name: "negative_prompt", Type: String,
+				Description: "what to leave out (Ideogram API only; not sent when inpainting)"},
+		},
+		Output: OutputURI,
+		Pricing: Pricing{
+			Base:    0.15,
+			ByParam: "rendering_speed",
+			Table:   map[string]float64{"Turbo": 0.10, "Default": 0.15, "Quality": 0.20},
+		},
+		Latency: 14500 * time.Millisecond,
+		Limits:  Limits{Key: "ideogram", Concurrency: 10},
+	}}
+}
+
+// ideogramAspectRatios are Ideogram 3.0's aspect ratios in Replicate's
+// notation (the API itself writes "3x4").
+func ideogramAspectRatios() []string {
+	return []string{"1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "1:1"}
+}
+
+// ideogramResolutions are "None" plus Ideogram 3.0's 69 output sizes.
+func ideogramResolutions() []string {
+	return append([]string{"None"}, strings.Fields(`
+		512x1536 576x1408 576x1472 576x1536 640x1344 640x1408 640x1472 640x1536
+		704x1152 704x1216 704x1280 704x1344 704x1408 704x1472 736x1312 768x1088
+		768x1216 768x1280 768x1344 800x1280 832x960 832x1024 832x1088 832x1152
+		832x1216 832x1248 864x1152 896x960 896x1024 896x1088 896x1120 896x1152
+		960x832 960x896 960x1024 960x1088 1024x832 1024x896 1024x960 1024x1024
+		1088x768 1088x832 1088x896 1088x960 1120x896 1152x704 1152x832 1152x864
+		1152x896 1216x704 1216x768 1216x832 1248x832 1280x704 1280x768 1280x800
+		1312x736 1344x640 1344x704 1344x768 1408x576 1408x640 1408x704 1472x576
+		1472x640 1472x704 1536x512 1536x576 1536x640`)...)
+}

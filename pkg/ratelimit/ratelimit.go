@@ -12,6 +12,7 @@
 package ratelimit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
 )
 
 // Limit is one limit key's configuration. Zero fields mean "no limit" for
@@ -179,7 +181,7 @@ func (l *Limiter) gcra(perMinute int) redis_rate.Limit {
 // Keep refreshes the lease's slot until Release, so a long provider call
 // keeps its slot while a dead worker's slot expires after LeaseTTL.
 func (le *Lease) Keep(ctx context.Context) {
-	if !le.slot {
+	if le == nil || !le.slot {
 		return
 	}
 	go func() {
@@ -203,8 +205,12 @@ func (le *Lease) Keep(ctx context.Context) {
 	}()
 }
 
-// Release returns the slot. It is safe to call more than once.
+// Release returns the slot. It is safe to call more than once, and on a
+// nil Lease (no limit applied).
 func (le *Lease) Release(ctx context.Context) {
+	if le == nil {
+		return
+	}
 	le.once.Do(func() {
 		close(le.stop)
 		if le.slot {
@@ -269,4 +275,45 @@ func (l *Limiter) Interval(perMinute int) time.Duration {
 		return 0
 	}
 	return time.Duration(math.Ceil(float64(time.Minute) * (1 + l.cfg.Margin) / float64(perMinute)))
+}
+
+// Overrides are operator limits that replace the registry's defaults, by
+// limit key, as read from a limits file:
+//
+//	limits:
+//	  replicate: {requests_per_minute: 600, concurrency: 50}
+//	  bfl:flux-kontext-max: {concurrency: 6}
+type Overrides map[string]Limit
+
+// ParseOverrides reads a limits file.
+func ParseOverrides(data []byte) (Overrides, error) {
+	var doc struct {
+		Limits map[string]struct {
+			RequestsPerMinute *int `yaml:"requests_per_minute"`
+			Concurrency       *int `yaml:"concurrency"`
+		} `yaml:"limits"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("limits file: %w", err)
+	}
+	out := Overrides{}
+	for key, v := range doc.Limits {
+		lim := Limit{Key: key}
+		if v.RequestsPerMinute != nil {
+			if *v.RequestsPerMinute < 0 {
+				return nil, fmt.Errorf("limits file: %s: requests_per_minute must not be negative", key)
+			}
+			lim.RequestsPerMinute = *v.RequestsPerMinute
+		}
+		if v.Concurrency != nil {
+			if *v.Concurrency < 0 {
+				return nil, fmt.Errorf("limits file: %s: concurrency must not be negative", key)
+			}
+			lim.Concurrency = *v.Concurrency
+		}
+		out[key] = lim
+	}
+	return out, nil
 }

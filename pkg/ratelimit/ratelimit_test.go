@@ -219,3 +219,23 @@ func TestBreakerOpensProbesCloses(t *testing.T) {
 		t.Fatalf("closed circuit after a good probe refused: %+v", wait)
 	}
 }
+
+func TestParseOverrides(t *testing.T) {
+	t.Parallel()
+	got, err := ratelimit.ParseOverrides([]byte("limits:\n  replicate: {requests_per_minute: 600, concurrency: 50}\n  bfl:flux-kontext-max: {concurrency: 6}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ratelimit.Overrides{
+		"replicate":            {Key: "replicate", RequestsPerMinute: 600, Concurrency: 50},
+		"bfl:flux-kontext-max": {Key: "bfl:flux-kontext-max", Concurrency: 6},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v; want %v", got, want)
+	}
+	for _, bad := range []string{"limits:\n  x: {rpm: 5}\n", "limits:\n  x: {concurrency: -1}\n", "limits: [\n"} {
+		if _, err := ratelimit.ParseOverrides([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

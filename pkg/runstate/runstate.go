@@ -112,6 +112,8 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 
 func (s *Store) metaKey(run string) string { return s.cfg.Prefix + ":run:{" + run + "}" }
 func (s *Store) doneKey(run string) string { return s.metaKey(run) + ":done" }
+func (s *Store) reservedKey(run string) string { return s.metaKey(run) + ":reserved" }
+func (s *Store) stoppedKey(run string) string  { return s.metaKey(run) + ":stopped" }
 func (s *Store) attemptsKey(run, task string) string {
 	return s.metaKey(run) + ":attempts:" + task
 }
@@ -190,6 +192,11 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 
 var completeScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
+local held = redis.call('HGET', KEYS[3], ARGV[1])
+if held then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'reserved_micro', -tonumber(held))
+end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 if added == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
@@ -213,14 +220,15 @@ type Progress struct {
 // Complete reports whether the run has no task left.
 func (p Progress) Complete() bool { return p.Total > 0 && p.Done >= p.Total }
 
-// Complete counts a task's terminal state exactly once and returns the run's
-// progress. Calling it again for the same task changes nothing.
+// Complete counts a task's terminal state exactly once, adds its cost, frees
+// its budget reservation, and returns the run's progress. Calling it again
+// for the same task changes nothing.
 func (s *Store) Complete(ctx context.Context, run, task string, status manifest.Status, cached bool, costUSD float64) (Progress, error) {
 	c := "0"
 	if cached {
 		c = "1"
 	}
-	res, err := completeScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run)},
+	res, err := completeScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run), s.reservedKey(run)},
 		task, string(status), c, micro(costUSD), s.cfg.TTL.Milliseconds()).Int64Slice()
 	if err != nil {
 		return Progress{}, fmt.Errorf("runstate: complete %s/%s: %w", run, task, err)
@@ -319,4 +327,75 @@ func (s *Store) List(ctx context.Context, limit int64) ([]string, error) {
 		return nil, fmt.Errorf("runstate: list: %w", err)
 	}
 	return ids, nil
+}
+
+var reserveScript = redis.NewScript(`
+local budget = tonumber(redis.call('HGET', KEYS[1], 'budget_micro') or '0')
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local want = tonumber(ARGV[2])
+if budget > 0 then
+  local cost = tonumber(redis.call('HGET', KEYS[1], 'cost_micro') or '0')
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved_micro') or '0')
+  if cost + reserved - old + want > budget then return 0 end
+end
+redis.call('HSET', KEYS[2], ARGV[1], want)
+redis.call('HINCRBY', KEYS[1], 'reserved_micro', want - old)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+`)
+
+// Reserve sets aside a task's estimated cost against the run's budget before
+// the provider is called. It returns false, reserving nothing, when the
+// spent and reserved amounts plus this one would pass the budget. A task
+// holds at most one reservation: reserving again replaces it, so a
+// redelivered task does not reserve twice. Runs without a budget always
+// succeed.
+func (s *Store) Reserve(ctx context.Context, run, task string, usd float64) (bool, error) {
+	ok, err := reserveScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.reservedKey(run)},
+		task, micro(usd), s.cfg.TTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("runstate: reserve %s/%s: %w", run, task, err)
+	}
+	return ok == 1, nil
+}
+
+var releaseScript = redis.NewScript(`
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'reserved_micro', -tonumber(held))
+end
+return 1
+`)
+
+// Release frees a task's reservation after an attempt that cost nothing.
+func (s *Store) Release(ctx context.Context, run, task string) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.reservedKey(run)}, task).Err(); err != nil {
+		return fmt.Errorf("runstate: release %s/%s: %w", run, task, err)
+	}
+	return nil
+}
+
+// StopProvider records that a provider must not be called again for the
+// run (a BILLING failure: out of credit, revoked key).
+func (s *Store) StopProvider(ctx context.Context, run, provider, reason string) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.HSetNX(ctx, s.stoppedKey(run), provider, reason)
+	pipe.PExpire(ctx, s.stoppedKey(run), s.cfg.TTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("runstate: stop %s for %s: %w", provider, run, err)
+	}
+	return nil
+}
+
+// ProviderStopped returns why a provider was stopped for the run, if it was.
+func (s *Store) ProviderStopped(ctx context.Context, run, provider string) (string, bool, error) {
+	v, err := s.rdb.HGet(ctx, s.stoppedKey(run), provider).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("runstate: stopped %s for %s: %w", provider, run, err)
+	}
+	return v, true, nil
 }

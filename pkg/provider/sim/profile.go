@@ -210,7 +210,7 @@ func blur(img *image.RGBA, r int) *image.RGBA {
 	tmp := image.NewRGBA(image.Rect(0, 0, w, h))
 	out := image.NewRGBA(image.Rect(0, 0, w, h))
 	n := 2*r + 1
-	// Horizontal pass into tmp, vertical pass into out.
+	// Horizontal pass into tmp: a running sum along each row.
 	for y := range h {
 		src := img.Pix[y*img.Stride:]
 		dst := tmp.Pix[y*tmp.Stride:]
@@ -225,17 +225,22 @@ func blur(img *image.RGBA, r int) *image.RGBA {
 			}
 		}
 	}
-	for x := range w {
-		for c := range 3 {
-			at := func(y int) int { return int(tmp.Pix[clampi(y, 0, h-1)*tmp.Stride+x*4+c]) }
-			sum := 0
-			for k := -r; k <= r; k++ {
-				sum += at(k)
-			}
-			for y := range h {
-				out.Pix[y*out.Stride+x*4+c] = uint8(sum / n)
-				sum += at(y+r+1) - at(y-r)
-			}
+	// Vertical pass into out: running sums of every column, row by row.
+	sums := make([]int, w*4)
+	row := func(y int) []uint8 { return tmp.Pix[clampi(y, 0, h-1)*tmp.Stride:][:w*4] }
+	for k := -r; k <= r; k++ {
+		for i, v := range row(k) {
+			sums[i] += int(v)
+		}
+	}
+	for y := range h {
+		dst := out.Pix[y*out.Stride:][:w*4]
+		for i := range dst {
+			dst[i] = uint8(sums[i] / n)
+		}
+		add, sub := row(y+r+1), row(y-r)
+		for i := range sums {
+			sums[i] += int(add[i]) - int(sub[i])
 		}
 	}
 	for i := 3; i < len(out.Pix); i += 4 {

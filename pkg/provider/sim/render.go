@@ -21,8 +21,9 @@ const DefaultSize = 512
 // scaled into the frame asked for by params ("size", default DefaultSize,
 // the long side in pixels; "aspect_ratio", default "1:1", or
 // "match_input_image" for the reference's own aspect), given the look of
-// profile (a sim model name such as "kontext"), then varied by prompt and
-// seed. Other params are ignored. The result is always opaque; transparent
+// profile (a sim model name such as "kontext"), then varied by prompt (a
+// colour wash, and a band along the bottom whose colours encode the prompt)
+// and by seed (framing and translucent shapes). Other params are ignored. The result is always opaque; transparent
 // parts of ref are composited over white.
 //
 // Render is pure: the same arguments give the same pixels. It returns an
@@ -40,7 +41,11 @@ func Render(ref image.Image, profile, prompt string, seed int64, params map[stri
 	if err != nil {
 		return nil, err
 	}
-	img := fit(ref, w, h)
+	// The seed also frames the shot: a zoom of up to 10% and where the
+	// zoomed crop sits, as different seeds of a real model compose
+	// differently.
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x6672616d65)) // "frame"
+	img := fit(ref, w, h, 1000+rng.IntN(101), rng.IntN(1001), rng.IntN(601))
 	treat(img, seed)
 	vary(img, prompt, seed)
 	return img, nil
@@ -100,12 +105,16 @@ func parseRatio(s string) (float64, error) {
 }
 
 // fit crops ref to the frame's aspect (keeping more of the top, where a
-// portrait's face is) and scales it into a new w×h opaque image.
-func fit(ref image.Image, w, h int) *image.RGBA {
-	dst := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := range dst.Pix {
-		dst.Pix[i] = 0xff
-	}
+// portrait's face is), zooms in by zoom/1000 placing the zoomed crop at
+// fx/1000 across and fy/1000 down the room left, and scales the result into
+// a new w×h opaque image.
+//
+// x/image/draw's CatmullRom kernel allocates a float64 buffer of the
+// destination width times the source height (16 MB for a 1024² reference),
+// so fit shrinks large crops by whole-pixel box averaging first and then
+// interpolates bilinearly from at most twice the frame size: a few
+// milliseconds with little aliasing.
+func fit(ref image.Image, w, h, zoom, fx, fy int) *image.RGBA {
 	sb := ref.Bounds()
 	sw, sh := sb.Dx(), sb.Dy()
 	crop := sb
@@ -119,7 +128,63 @@ func fit(ref image.Image, w, h int) *image.RGBA {
 		y0 := sb.Min.Y + (sh-ch)*3/10
 		crop = image.Rect(sb.Min.X, y0, sb.Max.X, y0+ch)
 	}
-	draw.CatmullRom.Scale(dst, dst.Bounds(), ref, crop, draw.Over, nil)
+	if zw, zh := crop.Dx()*1000/zoom, crop.Dy()*1000/zoom; zw >= 1 && zh >= 1 {
+		x0 := crop.Min.X + (crop.Dx()-zw)*fx/1000
+		y0 := crop.Min.Y + (crop.Dy()-zh)*fy/1000
+		crop = image.Rect(x0, y0, x0+zw, y0+zh)
+	}
+	src, ok := ref.(*image.RGBA) // what the PNG decoder returns for opaque images
+	if ok {
+		src = src.SubImage(crop).(*image.RGBA)
+	} else {
+		src = image.NewRGBA(image.Rect(0, 0, crop.Dx(), crop.Dy()))
+		draw.Draw(src, src.Rect, ref, crop.Min, draw.Src)
+	}
+	if k := min(crop.Dx()/w, crop.Dy()/h); k >= 2 {
+		src = shrink(src, k)
+	}
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range dst.Pix {
+		dst.Pix[i] = 0xff // transparent parts of the reference land on white
+	}
+	draw.ApproxBiLinear.Scale(dst, dst.Rect, src, src.Rect, draw.Over, nil)
+	return dst
+}
+
+// shrink averages k×k blocks of src (premultiplied, so alpha is handled),
+// dropping the partial blocks at the right and bottom edges.
+func shrink(src *image.RGBA, k int) *image.RGBA {
+	w, h := src.Rect.Dx()/k, src.Rect.Dy()/k
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	sums := make([]int, w*4)
+	n := k * k
+	for y := range h {
+		clear(sums)
+		for sy := range k {
+			start := src.PixOffset(src.Rect.Min.X, src.Rect.Min.Y+y*k+sy)
+			row := src.Pix[start : start+w*k*4]
+			for x := range w {
+				var s0, s1, s2, s3 int
+				blk := row[x*k*4 : (x+1)*k*4]
+				for i := 0; i+4 <= len(blk); i += 4 {
+					p := blk[i : i+4 : i+4]
+					s0 += int(p[0])
+					s1 += int(p[1])
+					s2 += int(p[2])
+					s3 += int(p[3])
+				}
+				s := sums[x*4 : x*4+4 : x*4+4]
+				s[0] += s0
+				s[1] += s1
+				s[2] += s2
+				s[3] += s3
+			}
+		}
+		out := dst.Pix[y*dst.Stride:]
+		for i, v := range sums {
+			out[i] = uint8(v / n)
+		}
+	}
 	return dst
 }
 

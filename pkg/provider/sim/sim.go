@@ -4,10 +4,11 @@
 // applies a per-profile treatment (kontext: warm and painterly; ideogram:
 // flat poster with a bold outline; seededit: cool pencil sketch; gpt-image:
 // soft and high-key; flaky: noisy) plus a prompt- and seed-derived variation
-// (a colour wash and a colour band keyed by the prompt, translucent shapes
-// placed by the seed). Outputs therefore look like edits of the portrait and
-// differ visibly by model, prompt and seed, while the same inputs always give
-// the same bytes.
+// (a colour wash and a colour band keyed by the prompt; a slight zoom and
+// translucent shapes chosen by the seed). Outputs therefore look like edits
+// of the portrait and differ visibly by model, prompt and seed, while the
+// same inputs always give the same bytes (on one platform: the scaling step
+// uses floating point, which other architectures may round differently).
 //
 // The simulator also behaves like a provider: each call takes a simulated
 // latency, and calls fail in the ways real providers fail (transient 5xx,

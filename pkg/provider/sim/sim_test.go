@@ -89,7 +89,9 @@ func TestGenerateVaries(t *testing.T) {
 			_, img := generate(t, c, req)
 			// 4/255 per channel on average is far above encoding noise and
 			// well below what the eye notices side by side.
-			if d := meanDiff(t, base, img); d < 4 {
+			d := meanDiff(t, base, img)
+			t.Logf("%s: mean difference %.2f", tt.name, d)
+			if d < 4 {
 				t.Errorf("mean difference from the base output = %.2f/255, want >= 4", d)
 			}
 		})
@@ -310,17 +312,17 @@ func TestFlakyDefaults(t *testing.T) {
 
 func TestGenerateLatency(t *testing.T) {
 	t.Parallel()
-	_, ref := setup(t)
+	ref := encodePNG(t, portrait(48, 64))
 	tests := []struct {
 		name   string
 		scale  float64
 		params map[string]any
 		mean   time.Duration
 	}{
-		{"profile default", 0, nil, 300 * time.Millisecond},
-		{"latency_ms", 0, map[string]any{"latency_ms": 1000}, time.Second},
-		{"scaled", 0.01, map[string]any{"latency_ms": 1000}, 10 * time.Millisecond},
-		{"zero", 0, map[string]any{"latency_ms": 0}, 0},
+		{"profile default", 0, map[string]any{"size": 64}, 300 * time.Millisecond},
+		{"latency_ms", 0, map[string]any{"size": 64, "latency_ms": 1000}, time.Second},
+		{"scaled", 0.01, map[string]any{"size": 64, "latency_ms": 1000}, 10 * time.Millisecond},
+		{"zero", 0, map[string]any{"size": 64, "latency_ms": 0}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -443,8 +445,17 @@ func TestRenderErrors(t *testing.T) {
 	}
 }
 
+// BenchmarkRender512 renders a 512² output from a decoded 1024² JPEG
+// reference, the common case of a phone photo cropped square.
 func BenchmarkRender512(b *testing.B) {
-	ref := portrait(1024, 1024)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, portrait(1024, 1024), nil); err != nil {
+		b.Fatal(err)
+	}
+	ref, _, err := image.Decode(&buf)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, profile := range []string{"kontext", "ideogram", "seededit", "gpt-image", "flaky"} {
 		b.Run(profile, func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {

@@ -1,0 +1,84 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
+)
+
+// limitFor returns the fleet-wide limit that applies to a model: the
+// registry's default for its limit key, replaced by an override for the
+// same key if the operator configured one.
+func (w *Worker) limitFor(m provider.Model) ratelimit.Limit {
+	key := m.Limits.Key
+	if key == "" {
+		key = m.Provider
+	}
+	if o, ok := w.cfg.Limits[key]; ok {
+		o.Key = key
+		return o
+	}
+	return ratelimit.Limit{Key: key, RequestsPerMinute: m.Limits.RequestsPerMinute, Concurrency: m.Limits.Concurrency}
+}
+
+// acquire takes the model's fleet-wide limits. Short waits are waited here;
+// a wait longer than MaxInlineWait requeues the task for exactly that long,
+// without spending a retry. It returns the lease (nil when no limiter is
+// configured) and the time spent waiting.
+func (w *Worker) acquire(ctx context.Context, lim ratelimit.Limit, holder string) (*ratelimit.Lease, time.Duration, error) {
+	if w.cfg.Limiter == nil {
+		return nil, 0, nil
+	}
+	start := time.Now()
+	deadline := start.Add(w.cfg.MaxInlineWait)
+	for {
+		lease, wait, err := w.cfg.Limiter.Acquire(ctx, lim, holder)
+		if err != nil {
+			return nil, time.Since(start), err
+		}
+		if wait == nil {
+			return lease, time.Since(start), nil
+		}
+		if time.Now().Add(wait.For).After(deadline) {
+			return nil, time.Since(start), &waitError{Wait: wait.For,
+				Err: fmt.Errorf("fleet limit %s: %s", lim.Key, wait.Reason)}
+		}
+		t := time.NewTimer(wait.For)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, time.Since(start), ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// report tells the fleet-wide limits what the provider answered: a RATE
+// answer sets the cooldown every worker honours, TRANSIENT failures feed the
+// circuit breaker, a success closes it.
+func (w *Worker) report(ctx context.Context, lim ratelimit.Limit, err error) {
+	if w.cfg.Limiter == nil {
+		return
+	}
+	var rerr error
+	switch provider.ClassOf(err) {
+	case "":
+		rerr = w.cfg.Limiter.ReportSuccess(ctx, lim.Key)
+	case provider.Rate:
+		if d := provider.RetryAfterOf(err); d > 0 {
+			rerr = w.cfg.Limiter.SetCooldown(ctx, lim.Key, time.Now().Add(d))
+		}
+	case provider.Transient:
+		var open bool
+		open, rerr = w.cfg.Limiter.ReportTransient(ctx, lim.Key, lim.Breaker)
+		if open {
+			w.log.WarnContext(ctx, "circuit opened after repeated transient failures", "limit", lim.Key)
+		}
+	}
+	if rerr != nil {
+		w.log.WarnContext(ctx, "update fleet limits", "limit", lim.Key, "err", rerr)
+	}
+}
