@@ -65,14 +65,12 @@ lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
 				return err
 			}
 			defer in.Close()
-			gens, err := a.generators()
+			wcfg, err := a.workerConfig(in, concurrency)
 			if err != nil {
-				return inputErr(err)
+				return err
 			}
-			w, err := worker.New(worker.Config{
-				Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
-				Concurrency: concurrency, ShutdownTimeout: shutdown, Logger: a.log,
-			})
+			wcfg.ShutdownTimeout = shutdown
+			w, err := worker.New(wcfg)
 			if err != nil {
 				return inputErr(err)
 			}
@@ -85,7 +83,7 @@ lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once")
+	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once, per provider")
 	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/embedded"
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/provider/sim"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/worker"
@@ -30,6 +32,7 @@ type infra struct {
 	redisOpt asynq.RedisConnOpt
 	rdb      redis.UniversalClient
 	runs     *runstate.Store
+	limiter  *ratelimit.Limiter
 	blobs    blobStore
 	embedded *embedded.Redis
 	// distributed is false in the embedded mode.
@@ -93,6 +96,7 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		return nil, infraErr(fmt.Errorf("redis %s does not answer: %w", redactURL(url), err))
 	}
 	in.runs = runstate.New(rdb, runstate.Config{})
+	in.limiter = ratelimit.New(rdb, ratelimit.Config{})
 	if !o.needStore {
 		return in, nil
 	}
@@ -148,6 +152,40 @@ func redactURL(u string) string {
 		return u
 	}
 	return fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
+}
+
+// limits reads the operator's limit overrides from LIKENESS_LIMITS, a YAML
+// file (see ratelimit.Overrides); unset means the registry's defaults.
+func (a *app) limits() (ratelimit.Overrides, error) {
+	path := a.getenv("LIKENESS_LIMITS")
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, inputErr(fmt.Errorf("LIKENESS_LIMITS: %w", err))
+	}
+	o, err := ratelimit.ParseOverrides(data)
+	if err != nil {
+		return nil, inputErr(fmt.Errorf("LIKENESS_LIMITS %s: %w", path, err))
+	}
+	return o, nil
+}
+
+// workerConfig is the worker configuration shared by `worker` and `run`.
+func (a *app) workerConfig(in *infra, concurrency int) (worker.Config, error) {
+	gens, err := a.generators()
+	if err != nil {
+		return worker.Config{}, inputErr(err)
+	}
+	lims, err := a.limits()
+	if err != nil {
+		return worker.Config{}, err
+	}
+	return worker.Config{
+		Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
+		Limiter: in.limiter, Limits: lims, Concurrency: concurrency, Logger: a.log,
+	}, nil
 }
 
 // generators builds the adapters this process can serve: the simulator

@@ -55,10 +55,12 @@ Running the same spec again reuses every stored output.`,
 			if !in.distributed {
 				poll = 100 * time.Millisecond
 			}
-			w, err := worker.New(worker.Config{
-				Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
-				Concurrency: concurrency, PollInterval: poll, Logger: a.log,
-			})
+			wcfg, err := a.workerConfig(in, concurrency)
+			if err != nil {
+				return err
+			}
+			wcfg.PollInterval = poll
+			w, err := worker.New(wcfg)
 			if err != nil {
 				return err
 			}
