@@ -11,8 +11,14 @@ import (
 
 // limitFor returns the fleet-wide limit that applies to a model: the
 // registry's default for its limit key, replaced by an override for the
-// same key if the operator configured one.
+// same key if the operator configured one. An override keyed by the model's
+// ref gives that model a limit of its own, for providers that limit models
+// separately.
 func (w *Worker) limitFor(m provider.Model) ratelimit.Limit {
+	if o, ok := w.cfg.Limits[m.Ref]; ok {
+		o.Key = m.Ref
+		return o
+	}
 	key := m.Limits.Key
 	if key == "" {
 		key = m.Provider
