@@ -500,3 +500,42 @@ func TestInfrastructureDownExitsThree(t *testing.T) {
 	}
 }
 
+
+// TestWorkerSIGTERMLosesNothing stops a busy worker gracefully: its tasks
+// in flight finish (or are requeued), it exits 0, and another worker
+// completes the run with every task exactly once.
+func TestWorkerSIGTERMLosesNothing(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	specPath := writeSpec(t, distSpec("term", 800))
+	code, stdout, stderr := likeness(t, c.env, "submit", specPath)
+	if code != 0 {
+		t.Fatalf("submit: exit %d\n%s", code, stderr)
+	}
+	run := strings.TrimSpace(stdout)
+	first := start(t, c.env, "worker", "--concurrency", "6")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := c.runs.Get(context.Background(), run)
+		if err == nil && st.Done() >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker finished nothing in a minute:\n%s", first.errOut())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.wait(t, 45*time.Second); code != 0 {
+		t.Fatalf("worker exited %d after SIGTERM", code)
+	}
+	st, _ := c.runs.Get(context.Background(), run)
+	if st.Done() >= 24 {
+		t.Fatal("the run finished before SIGTERM; nothing was in flight")
+	}
+	start(t, c.env, "worker", "--concurrency", "6")
+	c.waitFinalized(t, run, 2*time.Minute)
+	c.checkOnce(t, run, 24)
+}
