@@ -140,6 +140,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 		}
 		class := provider.ClassOf(err)
 		a.Class, a.Error = string(class), err.Error()
+		a.CostUSD = provider.CostOf(err) // counted in the task's cost at its end
 		if aerr := w.cfg.Runs.AppendAttempt(ctx, p.RunID, p.TaskID, a); aerr != nil {
 			return aerr
 		}
@@ -299,6 +300,9 @@ func (w *Worker) fail(ctx context.Context, p task.Generate, ck string, history [
 func fillTimes(rec *manifest.Record, p task.Generate, history []manifest.Attempt, now time.Time) {
 	rec.Attempts = len(history)
 	rec.AttemptLog = history
+	for _, a := range history {
+		rec.CostUSD += a.CostUSD // failed attempts the provider billed anyway
+	}
 	rec.FinishedAt = now
 	rec.StartedAt = now
 	if len(history) > 0 {

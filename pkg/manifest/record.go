@@ -34,6 +34,8 @@ type Attempt struct {
 	// LimitWaitMS is how long the attempt waited for fleet-wide limits
 	// (rate, concurrency, cooldown, circuit) before calling the provider.
 	LimitWaitMS int64 `json:"limit_wait_ms,omitempty"`
+	// CostUSD is what a failed attempt was billed anyway, if anything.
+	CostUSD float64 `json:"cost_usd,omitempty"`
 }
 
 // Record is one task's outcome: one line of manifest.jsonl.

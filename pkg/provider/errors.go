@@ -56,6 +56,9 @@ type Error struct {
 	Message string
 	// RetryAfter is the wait the provider asked for (Rate class), or zero.
 	RetryAfter time.Duration
+	// CostUSD is what the provider billed for the failed request, when it
+	// bills failures (Ideogram charges for images it withholds as unsafe).
+	CostUSD float64
 	// Err is an underlying cause (network error, decode error), if any.
 	Err error
 }
@@ -120,6 +123,15 @@ func RetryAfterOf(err error) time.Duration {
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.RetryAfter
+	}
+	return 0
+}
+
+// CostOf returns what a failed request was billed, or zero.
+func CostOf(err error) float64 {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.CostUSD
 	}
 	return 0
 }
