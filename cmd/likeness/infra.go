@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/likeness-run/likeness/pkg/embedded"
 	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/provider/ark"
+	"github.com/likeness-run/likeness/pkg/provider/ideogram"
 	"github.com/likeness-run/likeness/pkg/provider/sim"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
@@ -189,11 +192,38 @@ func (a *app) workerConfig(in *infra, concurrency int) (worker.Config, error) {
 }
 
 // generators builds the adapters this process can serve: the simulator
-// always, hosted providers when their key is in the environment.
+// always, each hosted provider when its key is in the environment. A
+// provider's base URL can be overridden with LIKENESS_<PROVIDER>_BASE_URL.
 func (a *app) generators() (map[string]provider.Generator, error) {
 	s, err := sim.New(sim.Config{})
 	if err != nil {
 		return nil, err
 	}
-	return map[string]provider.Generator{"sim": s}, nil
+	gens := map[string]provider.Generator{"sim": s}
+	add := func(name string, build func(key, base string) (provider.Generator, error)) error {
+		key := strings.TrimSpace(a.getenv(keyEnv(name)))
+		if key == "" {
+			return nil
+		}
+		g, err := build(key, a.getenv("LIKENESS_"+strings.ToUpper(name)+"_BASE_URL"))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		gens[name] = g
+		return nil
+	}
+	builders := map[string]func(key, base string) (provider.Generator, error){
+		"ideogram": func(key, base string) (provider.Generator, error) {
+			return ideogram.New(ideogram.Config{APIKey: key, BaseURL: base})
+		},
+		"ark": func(key, base string) (provider.Generator, error) {
+			return ark.New(ark.Config{APIKey: key, BaseURL: base})
+		},
+	}
+	for name, build := range builders {
+		if err := add(name, build); err != nil {
+			return nil, err
+		}
+	}
+	return gens, nil
 }
