@@ -500,7 +500,6 @@ func TestInfrastructureDownExitsThree(t *testing.T) {
 	}
 }
 
-
 // TestWorkerSIGTERMLosesNothing stops a busy worker gracefully: its tasks
 // in flight finish (or are requeued), it exits 0, and another worker
 // completes the run with every task exactly once.

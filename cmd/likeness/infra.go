@@ -15,7 +15,11 @@ import (
 	"github.com/likeness-run/likeness/pkg/embedded"
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/provider/ark"
+	"github.com/likeness-run/likeness/pkg/provider/bfl"
 	"github.com/likeness-run/likeness/pkg/provider/ideogram"
+	"github.com/likeness-run/likeness/pkg/provider/openai"
+	"github.com/likeness-run/likeness/pkg/provider/replicate"
+	"github.com/likeness-run/likeness/pkg/provider/runway"
 	"github.com/likeness-run/likeness/pkg/provider/sim"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
@@ -213,6 +217,20 @@ func (a *app) generators() (map[string]provider.Generator, error) {
 		return nil
 	}
 	builders := map[string]func(key, base string) (provider.Generator, error){
+		"replicate": func(key, base string) (provider.Generator, error) {
+			// gpt-image-1 on Replicate bills the user's own OpenAI account:
+			// the adapter passes this key as an input, and nothing stores it.
+			return replicate.New(replicate.Config{APIKey: key, BaseURL: base, OpenAIKey: strings.TrimSpace(a.getenv("OPENAI_API_KEY"))})
+		},
+		"openai": func(key, base string) (provider.Generator, error) {
+			return openai.New(openai.Config{APIKey: key, BaseURL: base})
+		},
+		"bfl": func(key, base string) (provider.Generator, error) {
+			return bfl.New(bfl.Config{APIKey: key, BaseURL: base})
+		},
+		"runway": func(key, base string) (provider.Generator, error) {
+			return runway.New(runway.Config{APIKey: key, BaseURL: base})
+		},
 		"ideogram": func(key, base string) (provider.Generator, error) {
 			return ideogram.New(ideogram.Config{APIKey: key, BaseURL: base})
 		},

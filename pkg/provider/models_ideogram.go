@@ -1,9 +1,6 @@
 package provider
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
 // ideogramModels are the models served by the ideogram adapter
 // (pkg/provider/ideogram, Ideogram's own API).
@@ -34,7 +31,7 @@ func ideogramModels() []Model {
 			{Name: "aspect_ratio", Type: String, Enum: ideogramAspectRatios(), Default: "1:1",
 				Description: "output aspect ratio; ignored when resolution is set or when inpainting"},
 			{Name: "resolution", Type: String, Enum: ideogramResolutions(), Default: "None",
-				Description: "exact output size WxH; overrides aspect_ratio"},
+				Description: "exact output size WxH (a common subset of Ideogram 3.0's list); overrides aspect_ratio"},
 			{Name: "magic_prompt_option", Type: String, Enum: []string{"Auto", "On", "Off"}, Default: "Auto",
 				Description: "let Ideogram rewrite the prompt (the rewrite is recorded as the revised prompt)"},
 			{Name: "negative_prompt", Type: String,
@@ -57,16 +54,10 @@ func ideogramAspectRatios() []string {
 	return []string{"1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "1:1"}
 }
 
-// ideogramResolutions are "None" plus Ideogram 3.0's 69 output sizes.
+// ideogramResolutions are "None" plus the same common subset of Ideogram
+// 3.0's 69 output sizes (512x1536 ... 1536x640) that the replicate: entry for
+// ideogram-ai/ideogram-character offers, so a spec validates the same way on
+// both. Both APIs accept the whole list; widen the two entries together.
 func ideogramResolutions() []string {
-	return append([]string{"None"}, strings.Fields(`
-		512x1536 576x1408 576x1472 576x1536 640x1344 640x1408 640x1472 640x1536
-		704x1152 704x1216 704x1280 704x1344 704x1408 704x1472 736x1312 768x1088
-		768x1216 768x1280 768x1344 800x1280 832x960 832x1024 832x1088 832x1152
-		832x1216 832x1248 864x1152 896x960 896x1024 896x1088 896x1120 896x1152
-		960x832 960x896 960x1024 960x1088 1024x832 1024x896 1024x960 1024x1024
-		1088x768 1088x832 1088x896 1088x960 1120x896 1152x704 1152x832 1152x864
-		1152x896 1216x704 1216x768 1216x832 1248x832 1280x704 1280x768 1280x800
-		1312x736 1344x640 1344x704 1344x768 1408x576 1408x640 1408x704 1472x576
-		1472x640 1472x704 1536x512 1536x576 1536x640`)...)
+	return []string{"None", "1024x1024", "1152x864", "864x1152", "1248x832", "832x1248", "1344x768", "768x1344", "1536x640", "640x1536"}
 }

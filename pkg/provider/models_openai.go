@@ -23,7 +23,8 @@ import "time"
 // Limits: OpenAI limits images per minute by usage tier (the published
 // table for GPT Image models reads tier 1: 5, tier 2: 20, tier 3: 50,
 // tier 4: 150, tier 5: 250). The default is tier 1's 5 images per minute, so
-// a new account is never pushed into 429s; raise it for higher tiers.
+// a new account is never pushed into 429s; raise it for higher tiers with a
+// LIKENESS_LIMITS file.
 // Concurrency 8 bounds open requests (each stays open for the whole
 // generation, 16-59 s).
 func openaiModels() []Model {

@@ -110,8 +110,8 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 	return &Store{rdb: rdb, cfg: cfg}
 }
 
-func (s *Store) metaKey(run string) string { return s.cfg.Prefix + ":run:{" + run + "}" }
-func (s *Store) doneKey(run string) string { return s.metaKey(run) + ":done" }
+func (s *Store) metaKey(run string) string     { return s.cfg.Prefix + ":run:{" + run + "}" }
+func (s *Store) doneKey(run string) string     { return s.metaKey(run) + ":done" }
 func (s *Store) reservedKey(run string) string { return s.metaKey(run) + ":reserved" }
 func (s *Store) stoppedKey(run string) string  { return s.metaKey(run) + ":stopped" }
 func (s *Store) attemptsKey(run, task string) string {

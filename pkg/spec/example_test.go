@@ -72,7 +72,7 @@ models:
 	}
 	// Output:
 	// spec.yaml:4: characters[0].id: "../mara" must not contain ".."; use lowercase letters, digits, '.', '_' and '-' (ids become storage path segments)
-	// spec.yaml:11: models[0].model: unknown provider "repliate" (known: sim)
+	// spec.yaml:11: models[0].model: unknown provider "repliate" (known: ark, bfl, ideogram, openai, replicate, runway, sim)
 }
 
 func ExampleRetrySeed() {

@@ -54,7 +54,8 @@ func TestLoadFileErrors(t *testing.T) {
 		{file: "bad-models.yaml", want: []string{
 			`testdata/bad-models.yaml:11: models[0].model: unknown model "sim:kontex" (known: sim:flaky, sim:gpt-image, sim:ideogram, sim:kontext, sim:seededit)`,
 			"testdata/bad-models.yaml:13: models[1].model: \"kontext\" must be \"provider:name\", e.g. sim:kontext (see `likeness models`)",
-			`testdata/bad-models.yaml:15: models[2].model: unknown provider "repliate" (known: sim)`,
+			`testdata/bad-models.yaml:15: models[2].model: unknown provider "repliate" (known: ark, bfl, ideogram, openai, replicate, runway, sim)`,
+			"testdata/bad-models.yaml:17: models[3].model: replicate:intelligent-utilities/topic-tags is a text model, not an image model (topic tags are set with the tags: block)",
 		}},
 		{file: "bad-params.yaml", want: []string{
 			`testdata/bad-params.yaml:13: models[0].params.aspect_ratio: "5:4" is not allowed (allowed: match_input_image, 1:1, 3:4, 4:3, 2:3, 3:2, 9:16, 16:9)`,

@@ -287,6 +287,10 @@ func (p *parser) resolve(ref string, params map[string]any, undecoded map[string
 		p.errorf(refLine, path+".model", "%s", err.Error())
 		return info
 	}
+	if info.Output == provider.OutputText {
+		p.errorf(refLine, path+".model", "%s is a text model, not an image model (topic tags are set with the tags: block)", ref)
+		return info
+	}
 	rest := make(map[string]any, len(params))
 	secret := map[string]bool{}
 	for _, name := range sortedKeys(params) {

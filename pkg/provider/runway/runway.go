@@ -1,0 +1,620 @@
+// Package runway is the adapter for Runway's API (Gen-4 Image and Gen-4
+// Image Turbo), behind the runway:gen4_image and runway:gen4_image_turbo
+// models.
+//
+// # Lifecycle
+//
+// A worker calls Client.Generate once per task attempt; the queue owns
+// retries, so Generate makes exactly one submit and never retries or sleeps
+// except between polls of the task it created. One call:
+//
+//  1. POST {BaseURL}/v1/text_to_image with the model, the prompt, the ratio
+//     mapped from aspect_ratio and resolution, the seed, and the character
+//     reference as referenceImages[0] tagged with a tag derived from
+//     req.Character (see Tag); the prompt is made to mention @tag;
+//  2. polls GET /v1/tasks/{id} every PollInterval (Runway updates tasks
+//     about every 5 s) through PENDING, THROTTLED and RUNNING;
+//  3. on SUCCEEDED downloads output[0] at once with provider.Fetch. If that
+//     URL has expired (404/403/410), it fetches the task once more, since
+//     Runway hands out fresh URLs on every fetch, and downloads the new one;
+//     a second failure is Transient.
+//
+// If Generate gives up on a task that has not finished (ctx done, a failed
+// poll), it sends DELETE /v1/tasks/{id}, best effort and bounded by
+// Config.CancelTimeout, so the abandoned task stops occupying one of the
+// account's concurrency slots.
+//
+// Every request carries Authorization: Bearer <key> and X-Runway-Version:
+// 2024-11-06. The key is never put into an error.
+//
+// # Concurrency and THROTTLED
+//
+// Runway limits concurrent tasks per model by tier (tier 1: 1-2, up to 20 at
+// tier 5) and does not reject excess tasks: they wait as THROTTLED. That is
+// not a failure, and Generate keeps polling, but the wait counts against the
+// attempt's deadline. Size the worker fleet's concurrency for each model to
+// the account's tier (the registry's Limits default to tier 1: 2 per model)
+// so tasks do not pile up in THROTTLED.
+//
+// # Failure classes
+//
+// HTTP: 400 is Input (Billing when the body says the credits ran out), 401
+// and 403 are Billing, 404 and 405 are Input (404 while polling our own task
+// means it was deleted: Transient), 429 (daily generation cap) is Rate,
+// waiting Retry-After when present, else Config.DefaultRateWait; 5xx,
+// timeouts and malformed answers are Transient. Task failureCode: SAFETY.*
+// and INPUT_PREPROCESSING.SAFETY.* are Safety, ASSET.INVALID is Input,
+// INTERNAL.BAD_OUTPUT.*, INPUT_PREPROCESSING.INTERNAL and INTERNAL are
+// Transient (as is any unknown code); a CANCELLED task is Transient. See
+// Classify and ClassifyFailure.
+package runway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // reference formats Runway accepts, for the aspect check
+	_ "image/png"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf16"
+
+	_ "golang.org/x/image/webp"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+)
+
+// ProviderName is the provider part of the adapter's model references
+// ("runway:gen4_image") and the Provider of its errors.
+const ProviderName = "runway"
+
+// Protocol constants and defaults applied by New.
+const (
+	// DefaultBaseURL is Runway's developer API (not api.runwayml.com).
+	DefaultBaseURL = "https://api.dev.runwayml.com"
+	// APIVersion is the X-Runway-Version every request must carry.
+	APIVersion = "2024-11-06"
+	// DefaultPollInterval is the wait before each poll: Runway does not
+	// update a task more often than about every 5 s.
+	DefaultPollInterval = 5 * time.Second
+	// DefaultRateWait is the wait reported on a 429 without Retry-After.
+	// Runway's 429 means the rolling 24-hour generation cap was reached, so
+	// the wait is long; slots come back as old generations age out.
+	DefaultRateWait = 5 * time.Minute
+	// DefaultCancelTimeout bounds the best-effort DELETE of an abandoned task.
+	DefaultCancelTimeout = 10 * time.Second
+	// DefaultTimeout bounds each HTTP request of the default client.
+	DefaultTimeout = 2 * time.Minute
+)
+
+// Input limits from Runway's docs.
+const (
+	// MaxDataURIBytes is the largest reference Runway takes as a data URI
+	// (5 MB, counted on the encoded URI to stay on the safe side). Larger
+	// references need an https URL (provider.Image.URL).
+	MaxDataURIBytes = 5_000_000
+	// MaxPromptUnits is the promptText limit in UTF-16 code units.
+	MaxPromptUnits = 1000
+	// MinReferenceAspect and MaxReferenceAspect bound a reference image's
+	// width/height.
+	MinReferenceAspect = 0.5
+	MaxReferenceAspect = 2.0
+)
+
+// maxBody caps how much of an API answer is read.
+const maxBody = 1 << 20
+
+// Task statuses.
+const (
+	statusPending   = "PENDING"
+	statusThrottled = "THROTTLED"
+	statusRunning   = "RUNNING"
+	statusSucceeded = "SUCCEEDED"
+	statusFailed    = "FAILED"
+	statusCancelled = "CANCELLED"
+)
+
+// Config configures a Client. Zero fields take the documented defaults.
+type Config struct {
+	// BaseURL is the API root, without "/v1". Default DefaultBaseURL; the
+	// CLI overrides it from LIKENESS_RUNWAY_BASE_URL.
+	BaseURL string
+	// APIKey is the Runway API secret (key_...), sent as a Bearer token.
+	// Required; the CLI reads it from RUNWAYML_API_SECRET. Never logged.
+	APIKey string
+	// HTTPClient sends every request, including the output download.
+	// Default: a client with DefaultTimeout.
+	HTTPClient *http.Client
+	// PollInterval is the wait before each poll. Default
+	// DefaultPollInterval; tests use ~10ms.
+	PollInterval time.Duration
+	// DefaultRateWait is the wait reported on a 429 without Retry-After.
+	// Default DefaultRateWait.
+	DefaultRateWait time.Duration
+	// CancelTimeout bounds the DELETE sent for an abandoned task. Default
+	// DefaultCancelTimeout.
+	CancelTimeout time.Duration
+}
+
+// Client generates images with Runway Gen-4 Image. It is safe for
+// concurrent use.
+type Client struct {
+	cfg      Config
+	registry *provider.Registry
+}
+
+// New returns a Client for cfg, with defaults applied to a copy. It fails
+// when the API key is missing or the base URL is not an http(s) URL.
+func New(cfg Config) (*Client, error) {
+	if strings.TrimSpace(cfg.APIKey) == "" {
+		return nil, errors.New("runway: APIKey is required (set RUNWAYML_API_SECRET)")
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("runway: BaseURL %q is not an http(s) URL", cfg.BaseURL)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: DefaultTimeout}
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.DefaultRateWait <= 0 {
+		cfg.DefaultRateWait = DefaultRateWait
+	}
+	if cfg.CancelTimeout <= 0 {
+		cfg.CancelTimeout = DefaultCancelTimeout
+	}
+	return &Client{cfg: cfg, registry: provider.DefaultRegistry()}, nil
+}
+
+// createRequest is the JSON body of POST /v1/text_to_image.
+type createRequest struct {
+	Model           string           `json:"model"`
+	PromptText      string           `json:"promptText"`
+	Ratio           string           `json:"ratio"`
+	ReferenceImages []referenceImage `json:"referenceImages,omitempty"`
+	Seed            int64            `json:"seed"`
+}
+
+type referenceImage struct {
+	URI string `json:"uri"`
+	Tag string `json:"tag,omitempty"`
+}
+
+// task is the answer of GET /v1/tasks/{id}.
+type task struct {
+	ID          string   `json:"id"`
+	Status      string   `json:"status"`
+	Output      []string `json:"output"`
+	Failure     string   `json:"failure"`
+	FailureCode string   `json:"failureCode"`
+}
+
+// Generate runs one Gen-4 Image task for req and returns its downloaded
+// output. req.Model is "gen4_image" or "gen4_image_turbo".
+//
+// The reference is sent as its https URL when req.Reference.URL is one
+// (Runway fetches it after a HEAD check that some presigned GET-only URLs
+// fail), else as a data URI of req.Reference.Data (at most MaxDataURIBytes).
+// A reference whose aspect ratio is outside 0.5..2, an aspect_ratio with no
+// Runway size, a missing reference for the Turbo model, masked inpainting
+// (req.Image) and a prompt over 1000 UTF-16 units are Input errors, returned
+// before anything is sent.
+//
+// Result.RevisedPrompt is the promptText sent when the adapter changed the
+// prompt (the @tag added or rewritten). Runway reports no seed.
+func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.Result, error) {
+	body, model, err := c.buildRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
+	}
+
+	began := time.Now()
+	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/text_to_image", payload)
+	if err != nil {
+		return nil, c.transportError("submit", "", err)
+	}
+	if status < 200 || status > 299 {
+		return nil, c.classify(status, hdr, respBody, "")
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(respBody, &created); err != nil || created.ID == "" {
+		return nil, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
+			Message: "submit answer is not {id}: " + c.clip(string(respBody)), Err: err}
+	}
+	id := created.ID
+
+	done := false // the task reached a terminal state or is gone
+	defer func() {
+		if !done {
+			c.cancel(ctx, id)
+		}
+	}()
+	t, err := c.wait(ctx, id, &done)
+	if err != nil {
+		return nil, err
+	}
+	img, err := c.download(ctx, id, t)
+	if err != nil {
+		return nil, err
+	}
+	res := &provider.Result{
+		Image:     img,
+		RequestID: id,
+		CostUSD:   model.Pricing.For(req.Params),
+		Latency:   time.Since(began),
+	}
+	if body.PromptText != req.Prompt {
+		res.RevisedPrompt = body.PromptText
+	}
+	return res, nil
+}
+
+// buildRequest validates req and maps it to the wire body.
+func (c *Client) buildRequest(req provider.Request) (createRequest, provider.Model, error) {
+	inputErr := func(code, msg string) error {
+		return &provider.Error{Class: provider.Input, Provider: ProviderName, Code: code, Message: msg}
+	}
+	ref := ProviderName + ":" + req.Model
+	if _, ok := c.registry.Lookup(ref); !ok {
+		return createRequest{}, provider.Model{}, inputErr("unknown_model", fmt.Sprintf("unknown model %q (known: gen4_image, gen4_image_turbo)", req.Model))
+	}
+	model, err := c.registry.Resolve(ref, req.Params)
+	if err != nil {
+		return createRequest{}, provider.Model{}, &provider.Error{Class: provider.Input, Provider: ProviderName, Code: "invalid_param", Message: err.Error(), Err: err}
+	}
+	if req.Image != nil {
+		return createRequest{}, provider.Model{}, inputErr("unsupported", "Runway Gen-4 Image has no masked inpainting; describe the change in the prompt instead")
+	}
+	aspect, _ := req.Params["aspect_ratio"].(string)
+	resolution, _ := req.Params["resolution"].(string)
+	ratio, err := Ratio(aspect, resolution)
+	if err != nil {
+		return createRequest{}, provider.Model{}, inputErr("invalid_ratio", err.Error())
+	}
+
+	body := createRequest{Model: model.Name, PromptText: req.Prompt, Ratio: ratio, Seed: req.Seed}
+	uri, err := referenceURI(req.Reference)
+	if err != nil {
+		return createRequest{}, provider.Model{}, inputErr("invalid_reference", err.Error())
+	}
+	switch {
+	case uri != "":
+		tag := Tag(req.Character)
+		body.ReferenceImages = []referenceImage{{URI: uri, Tag: tag}}
+		body.PromptText = PromptWithTag(req.Prompt, req.Character, tag)
+	case model.Name == "gen4_image_turbo":
+		return createRequest{}, provider.Model{}, inputErr("invalid_reference", "gen4_image_turbo needs a reference image")
+	}
+	if strings.TrimSpace(body.PromptText) == "" {
+		return createRequest{}, provider.Model{}, inputErr("invalid_prompt", "prompt is empty")
+	}
+	if n := len(utf16.Encode([]rune(body.PromptText))); n > MaxPromptUnits {
+		return createRequest{}, provider.Model{}, inputErr("invalid_prompt", fmt.Sprintf("prompt is %d UTF-16 units with its @tag; Runway takes at most %d", n, MaxPromptUnits))
+	}
+	return body, model, nil
+}
+
+// referenceURI returns the reference as Runway takes it: an https URL, or a
+// data URI of at most MaxDataURIBytes; "" when there is no reference.
+func referenceURI(img provider.Image) (string, error) {
+	if len(img.Data) > 0 {
+		if cfg, _, err := image.DecodeConfig(bytes.NewReader(img.Data)); err == nil && cfg.Height > 0 {
+			if a := float64(cfg.Width) / float64(cfg.Height); a < MinReferenceAspect || a > MaxReferenceAspect {
+				return "", fmt.Errorf("reference is %dx%d (aspect %.2f); Runway takes references with width/height between %.1f and %.1f", cfg.Width, cfg.Height, a, MinReferenceAspect, MaxReferenceAspect)
+			}
+		}
+	}
+	if strings.HasPrefix(img.URL, "https://") {
+		return img.URL, nil
+	}
+	if len(img.Data) == 0 {
+		if img.URL != "" {
+			return "", fmt.Errorf("reference URL must be https for Runway")
+		}
+		return "", nil
+	}
+	switch ct := http.DetectContentType(img.Data); ct {
+	case "image/png", "image/jpeg", "image/webp":
+	default:
+		return "", fmt.Errorf("reference is %s; Runway takes JPEG, PNG or WebP", ct)
+	}
+	uri := provider.DataURI(img.Data)
+	if len(uri) > MaxDataURIBytes {
+		return "", fmt.Errorf("reference is %.1f MB as a data URI; Runway takes at most 5 MB that way, give it an https URL", float64(len(uri))/1e6)
+	}
+	return uri, nil
+}
+
+// wait polls the task until it succeeds or fails. It sets *done once the
+// task no longer runs on Runway's side.
+func (c *Client) wait(ctx context.Context, id string, done *bool) (task, error) {
+	timer := time.NewTimer(c.cfg.PollInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return task{}, c.transportError("wait for task", id, ctx.Err())
+		case <-timer.C:
+		}
+		t, err := c.getTask(ctx, id)
+		if err != nil {
+			if err.Code == "task_not_found" {
+				*done = true
+			}
+			return task{}, err
+		}
+		switch t.Status {
+		case statusSucceeded:
+			*done = true
+			if len(t.Output) == 0 || t.Output[0] == "" {
+				return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "malformed_response", RequestID: id,
+					Message: "SUCCEEDED without output"}
+			}
+			return t, nil
+		case statusFailed:
+			*done = true
+			msg := t.Failure
+			if msg == "" {
+				msg = "task failed"
+			}
+			return task{}, &provider.Error{Class: ClassifyFailure(t.FailureCode), Provider: ProviderName, Code: t.FailureCode, RequestID: id,
+				Message: c.clip(msg)}
+		case statusCancelled:
+			*done = true
+			return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: statusCancelled, RequestID: id,
+				Message: "task was cancelled or deleted"}
+		}
+		// PENDING, THROTTLED (over the tier's concurrency: queued by
+		// Runway, not a failure), RUNNING, and any status added later keep
+		// polling; ctx bounds the wait.
+		timer.Reset(c.cfg.PollInterval)
+	}
+}
+
+// getTask fetches the task once.
+func (c *Client) getTask(ctx context.Context, id string) (task, *provider.Error) {
+	status, hdr, body, err := c.do(ctx, http.MethodGet, c.taskURL(id), nil)
+	if err != nil {
+		return task{}, c.transportError("poll", id, err)
+	}
+	if status == http.StatusNotFound {
+		return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "task_not_found", RequestID: id,
+			Message: "task no longer exists: " + c.bodyMessage(body)}
+	}
+	if status != http.StatusOK {
+		return task{}, c.classify(status, hdr, body, id)
+	}
+	var t task
+	if err := json.Unmarshal(body, &t); err != nil || t.Status == "" {
+		return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response", RequestID: id,
+			Message: "task answer is not a task: " + c.clip(string(body)), Err: err}
+	}
+	return t, nil
+}
+
+// download fetches the task's first output. An expired URL is re-issued by
+// fetching the task once more.
+func (c *Client) download(ctx context.Context, id string, t task) (provider.Image, error) {
+	img, err := provider.Fetch(ctx, c.cfg.HTTPClient, ProviderName, t.Output[0])
+	if err == nil {
+		return img, nil
+	}
+	var pe *provider.Error
+	if !errors.As(err, &pe) || !expired(pe.Status) || ctx.Err() != nil {
+		if pe != nil {
+			pe.RequestID = id
+		}
+		return provider.Image{}, err
+	}
+	fresh, ferr := c.getTask(ctx, id)
+	if ferr != nil {
+		return provider.Image{}, ferr
+	}
+	if fresh.Status != statusSucceeded || len(fresh.Output) == 0 {
+		return provider.Image{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "output_expired", RequestID: id,
+			Message: fmt.Sprintf("output URL expired and the re-fetched task is %s without output", fresh.Status)}
+	}
+	img, err = provider.Fetch(ctx, c.cfg.HTTPClient, ProviderName, fresh.Output[0])
+	if err != nil {
+		if errors.As(err, &pe) {
+			pe.RequestID = id
+			pe.Code = "output_expired"
+			pe.Message = "output URL still unusable after re-fetching the task: " + pe.Message
+		}
+		return provider.Image{}, err
+	}
+	return img, nil
+}
+
+func expired(status int) bool {
+	return status == http.StatusNotFound || status == http.StatusGone || status == http.StatusForbidden
+}
+
+// cancel deletes an abandoned task, best effort: Runway cancels it if it is
+// PENDING, THROTTLED or RUNNING. It runs even when ctx is done.
+func (c *Client) cancel(ctx context.Context, id string) {
+	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CancelTimeout)
+	defer stop()
+	_, _, _, _ = c.do(cctx, http.MethodDelete, c.taskURL(id), nil)
+}
+
+func (c *Client) taskURL(id string) string {
+	return c.cfg.BaseURL + "/v1/tasks/" + url.PathEscape(id)
+}
+
+// do sends one request with Runway's headers and reads the answer.
+func (c *Client) do(ctx context.Context, method, u string, body []byte) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	req.Header.Set("X-Runway-Version", APIVersion)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return resp.StatusCode, resp.Header, data, nil
+}
+
+// transportError wraps a failure to get an HTTP answer (network error, ctx
+// done) as a Transient error; errors.Is(err, context.Canceled) still works.
+func (c *Client) transportError(op, id string, err error) *provider.Error {
+	msg := op + ": no answer"
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		msg = op + ": gave up (context done)"
+	}
+	return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: id, Message: msg, Err: redactErr(err, c.cfg.APIKey)}
+}
+
+// Classify maps a non-2xx Runway answer to a *provider.Error. Generate uses
+// it for every HTTP failure; rateWait is the wait reported on a 429 without
+// Retry-After.
+func Classify(status int, header http.Header, body []byte, rateWait time.Duration) *provider.Error {
+	e := &provider.Error{Provider: ProviderName, Status: status, Message: errorMessage(body)}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Class = provider.Rate
+		e.RetryAfter = provider.RetryAfter(header, time.Now())
+		if e.RetryAfter == 0 {
+			e.RetryAfter = rateWait
+		}
+	case status == http.StatusBadRequest && mentionsCredits(e.Message):
+		// Runway reports an empty balance as a 400 (wording unconfirmed).
+		e.Class, e.Code = provider.Billing, "insufficient_credits"
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusPaymentRequired:
+		e.Class = provider.Billing
+	case status == http.StatusRequestTimeout:
+		e.Class = provider.Transient
+	case status >= 400 && status < 500:
+		e.Class = provider.Input
+	default:
+		e.Class = provider.Transient
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+	}
+	return e
+}
+
+// ClassifyFailure maps a FAILED task's failureCode to a class. Codes are
+// dot-separated, most generic segment first; unknown codes are Transient so
+// the queue's bounded retries decide.
+func ClassifyFailure(code string) provider.Class {
+	has := func(prefix string) bool { return code == prefix || strings.HasPrefix(code, prefix+".") }
+	switch {
+	case has("SAFETY"), has("INPUT_PREPROCESSING.SAFETY"):
+		return provider.Safety
+	case has("ASSET.INVALID"):
+		return provider.Input
+	case has("INTERNAL.BAD_OUTPUT"), has("INPUT_PREPROCESSING.INTERNAL"), has("INTERNAL"):
+		return provider.Transient
+	}
+	return provider.Transient
+}
+
+func mentionsCredits(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "enough credits") || strings.Contains(m, "insufficient credits") || strings.Contains(m, "credit balance")
+}
+
+// errorMessage reads Runway's {"error": "...", "issues": [...]} body.
+func errorMessage(body []byte) string {
+	var b struct {
+		Error  string `json:"error"`
+		Issues []struct {
+			Message string `json:"message"`
+			Path    []any  `json:"path"`
+		} `json:"issues"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return strings.TrimSpace(string(body))
+	}
+	parts := []string{}
+	if b.Error != "" {
+		parts = append(parts, b.Error)
+	}
+	for _, is := range b.Issues {
+		path := make([]string, 0, len(is.Path))
+		for _, p := range is.Path {
+			path = append(path, fmt.Sprint(p))
+		}
+		parts = append(parts, strings.TrimPrefix(strings.Join(path, ".")+": ", ": ")+is.Message)
+	}
+	if len(parts) == 0 {
+		return strings.TrimSpace(string(body))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (c *Client) classify(status int, header http.Header, body []byte, id string) *provider.Error {
+	e := Classify(status, header, body, c.cfg.DefaultRateWait)
+	e.RequestID = id
+	e.Message = c.clip(e.Message)
+	return e
+}
+
+func (c *Client) bodyMessage(body []byte) string { return c.clip(errorMessage(body)) }
+
+// clip shortens provider text for an error message and removes the key,
+// should a provider ever echo it.
+func (c *Client) clip(s string) string {
+	if c.cfg.APIKey != "" {
+		s = strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
+	}
+	s = strings.TrimSpace(s)
+	if len(s) <= 300 {
+		return s
+	}
+	cut := 300
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// redactErr keeps err's chain but hides the key from its text.
+func redactErr(err error, key string) error {
+	if err == nil || key == "" || !strings.Contains(err.Error(), key) {
+		return err
+	}
+	return &redacted{err: err, msg: strings.ReplaceAll(err.Error(), key, "[redacted]")}
+}
+
+type redacted struct {
+	err error
+	msg string
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
