@@ -268,6 +268,9 @@ func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, histor
 	rec.RevisedPrompt = res.RevisedPrompt
 	rec.CostUSD = res.CostUSD
 	rec.ProviderLatencyMS = res.Latency.Milliseconds()
+	if p.Tags > 0 {
+		rec.Tags, rec.TagsError = w.tags(ctx, p, rec)
+	}
 	fillTimes(rec, p, history, w.cfg.Now())
 	if err := w.cfg.Store.Put(ctx, rec.OutputKey, res.Image.Data, rec.ContentType); err != nil {
 		return fmt.Errorf("store output: %w", err)
@@ -437,4 +440,23 @@ func extension(data []byte) string {
 	default:
 		return "png"
 	}
+}
+
+// tags runs the topic-tags model on the prompt the provider actually used
+// (its rewrite when it reports one). Tagging is an extra for dataset runs:
+// its failure is recorded, never fails the image.
+func (w *Worker) tags(ctx context.Context, p task.Generate, rec *manifest.Record) ([]string, string) {
+	if w.cfg.Tagger == nil {
+		return nil, "no tagger: this worker has no REPLICATE_API_TOKEN"
+	}
+	text := rec.PromptText
+	if rec.RevisedPrompt != "" {
+		text = rec.RevisedPrompt
+	}
+	tags, err := w.cfg.Tagger.Tags(ctx, text, p.Tags)
+	if err != nil {
+		w.log.WarnContext(ctx, "topic tags failed", "run_id", p.RunID, "task_id", p.TaskID, "err", err)
+		return nil, err.Error()
+	}
+	return tags, ""
 }

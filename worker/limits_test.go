@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,33 @@ func TestFleetConcurrencyCap(t *testing.T) {
 	}
 	if m := gen.maxInFlight(); m > 2 || m == 0 {
 		t.Errorf("at most %d calls in flight across two workers of 6 slots; the fleet cap is 2", m)
+	}
+}
+
+type fakeTagger struct{ texts []string }
+
+func (f *fakeTagger) Tags(_ context.Context, text string, n int) ([]string, error) {
+	f.texts = append(f.texts, text)
+	out := []string{"piano", "music", "portrait", "indoor"}
+	return out[:min(n, len(out))], nil
+}
+
+func TestTagsUseTheRevisedPrompt(t *testing.T) {
+	t.Parallel()
+	revised := func(req provider.Request) (*provider.Result, error) {
+		res, err := good(req)
+		res.RevisedPrompt = "a woman playing a grand piano, warm light"
+		return res, err
+	}
+	gen := &scripted{script: map[string][]step{"piano": {revised}}}
+	addr, db := testenv.RedisDB(t)
+	tagger := &fakeTagger{}
+	b := setupOn(t, addr, db, gen, nil, options{tagger: tagger, concurrency: 1})
+	_, recs := b.run(loadSpec(t, specWith("piano")+"tags: {number_of_tags: 3}\n"))
+	if len(recs) != 1 || len(recs[0].Tags) != 3 || recs[0].TagsError != "" {
+		t.Fatalf("records: %+v", recs)
+	}
+	if len(tagger.texts) != 1 || tagger.texts[0] != "a woman playing a grand piano, warm light" {
+		t.Errorf("tagged %q; want the provider's revised prompt", tagger.texts)
 	}
 }

@@ -40,6 +40,12 @@ type Blobs interface {
 	URL(ctx context.Context, key string, ttl time.Duration) (string, error)
 }
 
+// Tagger produces topic tags for a text (the Replicate topic-tags model),
+// for dataset runs whose spec asks for tags.
+type Tagger interface {
+	Tags(ctx context.Context, text string, n int) ([]string, error)
+}
+
 // Config configures a Worker. Zero values are replaced by the documented
 // defaults; Redis, Store, Runs and Generators are required.
 type Config struct {
@@ -59,6 +65,9 @@ type Config struct {
 	// every provider gets its own pool, so a throttled or slow provider never
 	// holds slots another provider's tasks could use. Default 8.
 	Concurrency int
+	// Tagger, when set, tags each successful task's prompt for specs with a
+	// tags block. Nil: such records carry no tags and a tags_error.
+	Tagger Tagger
 	// ProviderConcurrency overrides Concurrency per provider name.
 	ProviderConcurrency map[string]int
 	// Limiter enforces fleet-wide limits (rate, concurrency, cooldown,

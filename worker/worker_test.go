@@ -149,6 +149,7 @@ func setup(t *testing.T, gen *scripted, blobs *store.Dir) *bundle {
 type options struct {
 	limits      map[string]ratelimit.Limit
 	concurrency int
+	tagger      worker.Tagger
 }
 
 // setupOn starts a worker on a given Redis database, so several workers can
@@ -173,6 +174,7 @@ func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir,
 		Generators:  map[string]provider.Generator{"sim": gen},
 		Limiter:     ratelimit.New(rdb, ratelimit.Config{}),
 		Limits:      o.limits,
+		Tagger:      o.tagger,
 		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -189,10 +189,14 @@ func (a *app) workerConfig(in *infra, concurrency int) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, err
 	}
-	return worker.Config{
+	cfg := worker.Config{
 		Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
 		Limiter: in.limiter, Limits: lims, Concurrency: concurrency, Logger: a.log,
-	}, nil
+	}
+	if t, ok := gens["replicate"].(worker.Tagger); ok {
+		cfg.Tagger = t
+	}
+	return cfg, nil
 }
 
 // generators builds the adapters this process can serve: the simulator

@@ -68,6 +68,7 @@ type Record struct {
 	ProviderRequestID string    `json:"provider_request_id,omitempty"`
 	RevisedPrompt     string    `json:"revised_prompt,omitempty"`
 	Tags              []string  `json:"tags,omitempty"`
+	TagsError         string    `json:"tags_error,omitempty"`
 	CostUSD           float64   `json:"cost_usd"`
 	ProviderLatencyMS int64     `json:"provider_latency_ms"`
 	QueueWaitMS       int64     `json:"queue_wait_ms"`
