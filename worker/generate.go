@@ -125,6 +125,10 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	var out *imagecheck.Output
 	if err == nil {
 		out, err = checkOutput(res.Image.Data, want, w.cfg.Checks)
+		var pe *provider.Error
+		if errors.As(err, &pe) {
+			pe.Provider = model.Provider
+		}
 	}
 	a := manifest.Attempt{N: len(history) + 1, Seed: seed, StartedAt: start,
 		DurationMS: w.cfg.Now().Sub(start).Milliseconds(), LimitWaitMS: waited.Milliseconds()}
@@ -189,10 +193,14 @@ func checkOutput(data []byte, want imagecheck.Want, checks []imagecheck.Check) (
 		err = imagecheck.Run(out, want, checks...)
 	}
 	if err != nil {
-		return nil, &provider.Error{Class: provider.BadOutput, Message: "output check: " + err.Error(), Err: err}
+		return nil, &provider.Error{Class: provider.BadOutput, Err: err}
 	}
 	return out, nil
 }
+
+// hostedAspectTolerance is how far a hosted model's output aspect may be
+// from the one asked for before the output counts as bad.
+const hostedAspectTolerance = 0.08
 
 // expectation derives what the output must look like from the request.
 func expectation(m provider.Model, params map[string]any, refW, refH int) imagecheck.Want {
@@ -209,7 +217,11 @@ func expectation(m provider.Model, params map[string]any, refW, refH int) imagec
 		want.AspectRatio = float64(refW) / float64(refH)
 	}
 	// The simulator renders exact sizes; hosted models choose their own
-	// resolution for an aspect ratio, so only the ratio is checked there.
+	// resolution for an aspect ratio (FLUX rounds to multiples of 32, 16:9
+	// comes back as 1392×752), so only the ratio is checked there, loosely.
+	if m.Provider != "sim" {
+		want.AspectTolerance = hostedAspectTolerance
+	}
 	if m.Provider == "sim" && want.AspectRatio > 0 {
 		long := 512
 		if v, ok := params["size"].(int); ok {

@@ -59,6 +59,7 @@ type bflTask struct {
 	prompt   string
 	seed     int64
 	polls    int
+	w, h     int // output size: the asked aspect ratio, else the input's
 }
 
 // NewBFL starts a BFL fake (two loopback hosts); it is closed when the test
@@ -169,7 +170,16 @@ func (f *BFLFake) create(w http.ResponseWriter, r *http.Request) {
 	if body.Seed != nil {
 		seed = *body.Seed
 	}
-	f.tasks[id] = &bflTask{scenario: sc, model: endpoint, prompt: *body.Prompt, seed: seed}
+	ar := ""
+	if body.AspectRatio != nil {
+		ar = *body.AspectRatio
+	}
+	var input []byte
+	if body.InputImage != nil {
+		input, _ = base64.StdEncoding.DecodeString(*body.InputImage)
+	}
+	ow, oh := OutputSize(ar, input)
+	f.tasks[id] = &bflTask{scenario: sc, model: endpoint, prompt: *body.Prompt, seed: seed, w: ow, h: oh}
 	f.mu.Unlock()
 
 	cost := 4
@@ -293,7 +303,7 @@ func (f *BFLFake) result(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := map[string]any{"id": id, "status": status, "result": nil, "progress": nil, "details": details, "preview": nil}
 	if status == "Ready" {
-		url := f.Host("bfl-"+id+".png", PNG(64, 48, task.seed), task.scenario == OutputExpired)
+		url := f.Host("bfl-"+id+".png", PNG(task.w, task.h, task.seed), task.scenario == OutputExpired)
 		resp["result"] = map[string]any{
 			"sample": url, "prompt": task.prompt, "seed": task.seed,
 			"start_time": 1751300000.1, "end_time": 1751300004.9, "duration": 4.8,

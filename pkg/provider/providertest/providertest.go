@@ -242,3 +242,23 @@ func BearerKey(r *http.Request) string {
 func WithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// OutputSize is the size a fake renders: 64 pixels on the long side, at the
+// asked aspect ratio ("W:H"), or at the input image's when none is asked
+// ("" or "match_input_image"), as image-editing models do.
+func OutputSize(aspect string, input []byte) (w, h int) {
+	rw, rh := 4, 3
+	if a, b, ok := strings.Cut(aspect, ":"); ok {
+		fmt.Sscan(a, &rw)
+		fmt.Sscan(b, &rh)
+	} else if iw, ih, err := DecodeSize(input); err == nil {
+		rw, rh = iw, ih
+	}
+	if rw <= 0 || rh <= 0 {
+		rw, rh = 4, 3
+	}
+	if rw >= rh {
+		return 64, max(1, 64*rh/rw)
+	}
+	return max(1, 64*rw/rh), 64
+}
