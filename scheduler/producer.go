@@ -112,9 +112,13 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (*Submission, error
 	tasks := s.Expand()
 	sub := &Submission{RunID: runID, Tasks: len(tasks)}
 	now := p.cfg.Now()
+	refs := make([]string, 0, len(s.Models))
+	for _, m := range s.Models {
+		refs = append(refs, m.Ref)
+	}
 	created, err := p.cfg.Runs.Create(ctx, runstate.Run{
 		ID: runID, Name: s.Name, SpecKey: store.SpecKey(runID), Total: len(tasks),
-		BudgetUSD: s.BudgetUSD, CreatedAt: now,
+		BudgetUSD: s.BudgetUSD, CreatedAt: now, Models: refs,
 	})
 	if err != nil {
 		return nil, err

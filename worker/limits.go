@@ -9,26 +9,8 @@ import (
 	"github.com/likeness-run/likeness/pkg/ratelimit"
 )
 
-// limitFor returns the fleet-wide limit that applies to a model: the
-// registry's default for its limit key, replaced by an override for the
-// same key if the operator configured one. An override keyed by the model's
-// ref gives that model a limit of its own, for providers that limit models
-// separately.
-func (w *Worker) limitFor(m provider.Model) ratelimit.Limit {
-	if o, ok := w.cfg.Limits[m.Ref]; ok {
-		o.Key = m.Ref
-		return o
-	}
-	key := m.Limits.Key
-	if key == "" {
-		key = m.Provider
-	}
-	if o, ok := w.cfg.Limits[key]; ok {
-		o.Key = key
-		return o
-	}
-	return ratelimit.Limit{Key: key, RequestsPerMinute: m.Limits.RequestsPerMinute, Concurrency: m.Limits.Concurrency}
-}
+// limitFor returns the fleet-wide limit in force for a model.
+func (w *Worker) limitFor(m provider.Model) ratelimit.Limit { return ratelimit.For(m, w.cfg.Limits) }
 
 // acquire takes the model's fleet-wide limits. Short waits are waited here;
 // a wait longer than MaxInlineWait requeues the task for exactly that long,

@@ -73,8 +73,8 @@ type Config struct {
 	// Limiter enforces fleet-wide limits (rate, concurrency, cooldown,
 	// circuit breaker) shared through Redis. Nil means no fleet limits.
 	Limiter *ratelimit.Limiter
-	// Limits overrides the registry's default limits, by limit key.
-	Limits map[string]ratelimit.Limit
+	// Limits overrides the registry's default limits, by limit key or model ref.
+	Limits ratelimit.Overrides
 	// MaxInlineWait is the longest limit wait spent inside a task; longer
 	// waits requeue the task for exactly the wait. Default 3s.
 	MaxInlineWait time.Duration

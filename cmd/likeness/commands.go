@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/scheduler"
 	"github.com/likeness-run/likeness/worker"
@@ -111,7 +113,7 @@ func (a *app) statusCmd() *cobra.Command {
 				return json.NewEncoder(a.stdout).Encode(statusJSON(st))
 			}
 			printStatus(a, st)
-			return nil
+			return a.printLimits(cmd.Context(), in, st.Models)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -216,14 +218,70 @@ func printStatus(a *app, st *runstate.Status) {
 	tw.Flush()
 }
 
+// printLimits shows the fleet-wide limits in force for a run's models and
+// their live state: slots in use, cooldown, circuit.
+func (a *app) printLimits(ctx context.Context, in *infra, refs []string) error {
+	overrides, err := a.limits()
+	if err != nil {
+		return err
+	}
+	reg := provider.DefaultRegistry()
+	seen := map[string]bool{}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	for _, ref := range refs {
+		m, ok := reg.Lookup(ref)
+		if !ok {
+			continue
+		}
+		lim := ratelimit.For(m, overrides)
+		if seen[lim.Key] {
+			continue
+		}
+		seen[lim.Key] = true
+		st, err := in.limiter.State(ctx, lim.Key)
+		if err != nil {
+			return infraErr(err)
+		}
+		line := limitsText(provider.Limits{Key: lim.Key, RequestsPerMinute: lim.RequestsPerMinute, Concurrency: lim.Concurrency})
+		line += fmt.Sprintf(" · %d in flight now", st.InFlight)
+		if d := time.Until(st.CooldownUntil); d > 0 {
+			line += fmt.Sprintf(" · cooling down %s", d.Round(time.Second))
+		}
+		switch {
+		case !st.OpenUntil.IsZero():
+			line += fmt.Sprintf(" · circuit open %s", time.Until(st.OpenUntil).Round(time.Second))
+		case st.Failures > 0:
+			line += fmt.Sprintf(" · %d transient failures in a row", st.Failures)
+		}
+		fmt.Fprintf(tw, "limit\t%s\n", line)
+	}
+	return tw.Flush()
+}
+
 func (a *app) modelsCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "List the model registry: prices, limits and parameters",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Short: "List the model registry: prices, limits in force and parameters",
+		Long:  "models lists every model; `likeness models REF` shows one model's parameters in full.",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			overrides, err := a.limits()
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				m, ok := provider.DefaultRegistry().Lookup(args[0])
+				if !ok {
+					return inputErr(fmt.Errorf("unknown model %q: see `likeness models`", args[0]))
+				}
+				return a.printModel(m, ratelimit.For(m, overrides), asJSON)
+			}
 			models := provider.DefaultRegistry().Models()
+			for i, m := range models { // show the limits in force
+				lim := ratelimit.For(m, overrides)
+				models[i].Limits = provider.Limits{Key: lim.Key, RequestsPerMinute: lim.RequestsPerMinute, Concurrency: lim.Concurrency}
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -239,6 +297,43 @@ func (a *app) modelsCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// printModel shows one model in full.
+func (a *app) printModel(m provider.Model, lim ratelimit.Limit, asJSON bool) error {
+	m.Limits = provider.Limits{Key: lim.Key, RequestsPerMinute: lim.RequestsPerMinute, Concurrency: lim.Concurrency}
+	if asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	fmt.Fprintf(a.stdout, "%s\n  %s\n  price %s · typical latency %s · limits %s · output %s\n\n",
+		m.Ref, m.Description, priceText(m.Pricing), m.Latency, limitsText(m.Limits), m.Output)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARAMETER\tTYPE\tDEFAULT\tALLOWED\tDESCRIPTION")
+	for _, p := range m.Params {
+		allowed := strings.Join(p.Enum, " ")
+		if p.Min != nil || p.Max != nil {
+			lo, hi := "", ""
+			if p.Min != nil {
+				lo = fmt.Sprint(*p.Min)
+			}
+			if p.Max != nil {
+				hi = fmt.Sprint(*p.Max)
+			}
+			allowed = lo + ".." + hi
+		}
+		def := ""
+		if p.Default != nil {
+			def = fmt.Sprint(p.Default)
+		}
+		desc := p.Description
+		if p.Secret {
+			desc = "secret: set in the environment, never in a spec. " + desc
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, def, allowed, desc)
+	}
+	return tw.Flush()
 }
 
 func priceText(p provider.Pricing) string {

@@ -24,6 +24,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/likeness-run/likeness/pkg/provider"
 )
 
 // Limit is one limit key's configuration. Zero fields mean "no limit" for
@@ -316,4 +318,59 @@ func ParseOverrides(data []byte) (Overrides, error) {
 		out[key] = lim
 	}
 	return out, nil
+}
+
+// For returns the limit in force for a model: an override keyed by the
+// model's ref (a model limited on its own), else an override for its limit
+// key, else the registry's default.
+func For(m provider.Model, o Overrides) Limit {
+	if l, ok := o[m.Ref]; ok {
+		l.Key = m.Ref
+		return l
+	}
+	key := m.Limits.Key
+	if key == "" {
+		key = m.Provider
+	}
+	if l, ok := o[key]; ok {
+		l.Key = key
+		return l
+	}
+	return Limit{Key: key, RequestsPerMinute: m.Limits.RequestsPerMinute, Concurrency: m.Limits.Concurrency}
+}
+
+// State is a limit's live state, for status displays.
+type State struct {
+	InFlight      int
+	CooldownUntil time.Time
+	// Failures counts consecutive transient failures; OpenUntil is set
+	// while the circuit is open.
+	Failures  int
+	OpenUntil time.Time
+}
+
+// State reads a limit's live state.
+func (l *Limiter) State(ctx context.Context, key string) (State, error) {
+	var st State
+	var err error
+	if st.InFlight, err = l.InFlight(ctx, key); err != nil {
+		return st, err
+	}
+	if st.CooldownUntil, err = l.CooldownUntil(ctx, key); err != nil {
+		return st, err
+	}
+	vals, err := l.rdb.MGet(ctx, l.key(key, "cb:fails"), l.key(key, "cb:open")).Result()
+	if err != nil {
+		return st, fmt.Errorf("ratelimit: state %s: %w", key, err)
+	}
+	if s, ok := vals[0].(string); ok {
+		st.Failures, _ = strconv.Atoi(s)
+	}
+	if s, ok := vals[1].(string); ok {
+		ms, _ := strconv.ParseInt(s, 10, 64)
+		if t := time.UnixMilli(ms); t.After(l.cfg.Now()) {
+			st.OpenUntil = t
+		}
+	}
+	return st, nil
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,6 +51,8 @@ type Run struct {
 	// TraceParent is the W3C traceparent of the run's root span, so the
 	// fan-in and status tools can join the run's trace.
 	TraceParent string
+	// Models are the model refs the run uses, for status displays.
+	Models []string
 }
 
 // Status is a snapshot of a run.
@@ -138,6 +141,7 @@ func (s *Store) Create(ctx context.Context, r Run) (bool, error) {
 		"id", r.ID, "name", r.Name, "spec_key", r.SpecKey,
 		"total", r.Total, "budget_micro", micro(r.BudgetUSD),
 		"created_ms", r.CreatedAt.UnixMilli(), "traceparent", r.TraceParent,
+		"models", strings.Join(r.Models, ","),
 		"state", string(Running),
 	}
 	n, err := createScript.Run(ctx, s.rdb, []string{s.metaKey(r.ID), s.indexKey()}, args...).Int()
@@ -183,6 +187,9 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 		CostUSD:         float64(atoi64("cost_micro")) / 1e6,
 		ReservedUSD:     float64(atoi64("reserved_micro")) / 1e6,
 		Finalized:       atoi("finalized"),
+	}
+	if m["models"] != "" {
+		st.Models = strings.Split(m["models"], ",")
 	}
 	if ms := atoi64("finished_ms"); ms > 0 {
 		st.FinishedAt = time.UnixMilli(ms)
