@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
@@ -171,5 +174,86 @@ func TestMissingKeyIsBadInput(t *testing.T) {
 	code, _, stderr := likeness(t, []string{"LIKENESS_REDIS_URL=", "LIKENESS_S3_ENDPOINT=", "BFL_API_KEY="}, "run", path, "--out", out)
 	if code != exitInput || !strings.Contains(stderr, "BFL_API_KEY") {
 		t.Errorf("exit %d; want %d naming BFL_API_KEY\n%s", code, exitInput, stderr)
+	}
+}
+
+// TestSecretsNeverReachRedisOrTheBucket runs gpt-image-1 on Replicate (which
+// takes the user's OpenAI key as an input) in the distributed mode, then
+// reads back every Redis key and every object: neither key is anywhere.
+func TestSecretsNeverReachRedisOrTheBucket(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	base := serveSim(t)
+	env := append(append([]string(nil), c.env...),
+		"REPLICATE_API_TOKEN="+providertest.ReplicateToken,
+		"LIKENESS_REPLICATE_BASE_URL="+base,
+		"OPENAI_API_KEY="+fakeOpenAIKey,
+		"LIKENESS_LOG_LEVEL=debug")
+	path := writeSpec(t, modelsSpec("secrets", []string{"replicate:openai/gpt-image-1", "replicate:black-forest-labs/flux-kontext-pro"}, "variants: 2\n"))
+	code, stdout, stderr := likeness(t, env, "submit", path)
+	if code != 0 {
+		t.Fatalf("submit: exit %d\n%s", code, stderr)
+	}
+	run := strings.TrimSpace(stdout)
+	w := start(t, env, "worker")
+	st := c.waitFinalized(t, run, 2*time.Minute)
+	if st.Succeeded != 4 {
+		t.Fatalf("%d succeeded; want 4\n%s", st.Succeeded, w.errOut())
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	w.wait(t, time.Minute)
+
+	ctx := context.Background()
+	secrets := []string{fakeOpenAIKey, providertest.ReplicateToken}
+	var keys int
+	iter := c.rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys++
+		k := iter.Val()
+		var vals []string
+		switch c.rdb.Type(ctx, k).Val() {
+		case "string":
+			vals = []string{c.rdb.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range c.rdb.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "list":
+			vals = c.rdb.LRange(ctx, k, 0, -1).Val()
+		case "set":
+			vals = c.rdb.SMembers(ctx, k).Val()
+		case "zset":
+			vals = c.rdb.ZRange(ctx, k, 0, -1).Val()
+		}
+		for _, v := range append(vals, k) {
+			for _, s := range secrets {
+				if strings.Contains(v, s) {
+					t.Errorf("Redis key %s holds a secret", k)
+				}
+			}
+		}
+	}
+	if keys == 0 {
+		t.Fatal("scanned no Redis keys: the test would prove nothing")
+	}
+	objs, err := c.bucket.List(ctx, "")
+	if err != nil || len(objs) == 0 {
+		t.Fatalf("bucket: %d objects, %v", len(objs), err)
+	}
+	for _, o := range objs {
+		data, err := c.bucket.Get(ctx, o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(data), s) {
+				t.Errorf("object %s holds a secret", o.Key)
+			}
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(w.errOut()+stderr, s) {
+			t.Error("a secret appears in the logs")
+		}
 	}
 }
