@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"github.com/hibiken/asynq"
+	"github.com/likeness-run/likeness/scheduler"
 	"sync"
 	"testing"
 	"time"
@@ -180,5 +182,39 @@ func TestTagsUseTheRevisedPrompt(t *testing.T) {
 	}
 	if len(tagger.texts) != 1 || tagger.texts[0] != "a woman playing a grand piano, warm light" {
 		t.Errorf("tagged %q; want the provider's revised prompt", tagger.texts)
+	}
+}
+
+func TestRetryRunsFailedTasksAgain(t *testing.T) {
+	t.Parallel()
+	gen := &scripted{script: map[string][]step{"flaky": {fail(provider.Input, "rejected")}}}
+	addr, db := testenv.RedisDB(t)
+	b := setupOn(t, addr, db, gen, nil, options{})
+	s := loadSpec(t, specWith("flaky", "fine"))
+	st, _ := b.run(s)
+	if st.Failed != 1 || st.Succeeded != 1 {
+		t.Fatalf("first pass: %d failed, %d succeeded; want 1 and 1", st.Failed, st.Succeeded)
+	}
+	insp := asynq.NewInspector(b.redis)
+	defer insp.Close()
+	n, err := scheduler.Retry(context.Background(), insp, b.runs, b.blobs, st.ID)
+	if err != nil || n != 1 {
+		t.Fatalf("Retry = %d, %v; want 1 task put back", n, err)
+	}
+	// The script is spent: the retried task now succeeds.
+	st, recs := b.wait(st.ID)
+	if st.Failed != 0 || st.Succeeded != 2 || st.Finalized != 1 {
+		t.Errorf("after retry: %d failed, %d succeeded, finalized %d; want 0, 2, 1", st.Failed, st.Succeeded, st.Finalized)
+	}
+	if len(recs) != 2 {
+		t.Errorf("manifest has %d records; want 2", len(recs))
+	}
+	for _, r := range recs {
+		if r.Status != manifest.Succeeded || r.Attempts != 1 {
+			t.Errorf("%s: %s after %d attempts; want succeeded after 1 (a fresh history)", r.PromptText, r.Status, r.Attempts)
+		}
+	}
+	if n, _ := scheduler.Retry(context.Background(), insp, b.runs, b.blobs, st.ID); n != 0 {
+		t.Errorf("a second retry put back %d tasks; want 0", n)
 	}
 }

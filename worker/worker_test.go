@@ -228,14 +228,21 @@ func (b *bundle) run(s *spec.Spec) (*runstate.Status, []manifest.Record) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	return b.wait(sub.RunID)
+}
+
+// wait waits until the run is complete and finalized, and reads its manifest.
+func (b *bundle) wait(run string) (*runstate.Status, []manifest.Record) {
+	b.t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st, err := b.runs.Get(ctx, sub.RunID)
+		st, err := b.runs.Get(ctx, run)
 		if err != nil {
 			b.t.Fatal(err)
 		}
 		if st.Complete() && st.Finalized > 0 {
-			raw, err := b.blobs.Get(ctx, store.ManifestKey(sub.RunID))
+			raw, err := b.blobs.Get(ctx, store.ManifestKey(run))
 			if err != nil {
 				b.t.Fatal(err)
 			}
@@ -246,7 +253,7 @@ func (b *bundle) run(s *spec.Spec) (*runstate.Status, []manifest.Record) {
 			return st, recs
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("run %s did not finish: %+v", sub.RunID, st)
+			b.t.Fatalf("run %s did not finish: %+v", run, st)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

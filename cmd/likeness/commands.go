@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
 	"github.com/likeness-run/likeness/pkg/provider"
@@ -401,6 +402,40 @@ func (a *app) estimateCmd() *cobra.Command {
 			if s.BudgetUSD > 0 && e.CostUSD > s.BudgetUSD {
 				fmt.Fprintf(a.stdout, "the estimate exceeds budget_usd $%.2f: tasks past it will be skipped\n", s.BudgetUSD)
 			}
+			return nil
+		},
+	}
+}
+
+func (a *app) retryCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry RUN",
+		Short: "Run a run's failed tasks again",
+		Long: `retry puts every task of RUN that failed for good back in the queue with a
+fresh attempt history (after a provider outage, or once an account is topped
+up: billing stops are lifted). The run is finalized again when they end.
+Workers must be running to do the work.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			insp := asynq.NewInspector(in.redisOpt)
+			defer insp.Close()
+			n, err := scheduler.Retry(cmd.Context(), insp, in.runs, in.blobs, args[0])
+			if errors.Is(err, runstate.ErrNotFound) {
+				return inputErr(fmt.Errorf("run %s not found", args[0]))
+			}
+			if err != nil {
+				return infraErr(err)
+			}
+			if n == 0 {
+				fmt.Fprintf(a.stdout, "run %s has no failed tasks to retry\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "%d tasks of run %s back in the queue; follow with: likeness watch %s\n", n, args[0], args[0])
 			return nil
 		},
 	}

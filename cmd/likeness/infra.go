@@ -31,6 +31,7 @@ import (
 type blobStore interface {
 	worker.Blobs
 	PutIfAbsent(ctx context.Context, key string, data []byte, contentType string) (bool, error)
+	Delete(ctx context.Context, key string) error
 	Location(key string) string
 }
 

@@ -202,7 +202,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
 local held = redis.call('HGET', KEYS[3], ARGV[1])
 if held then
   redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'reserved_micro', -tonumber(held))
+  redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
 end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 if added == 1 then
@@ -370,7 +370,7 @@ var releaseScript = redis.NewScript(`
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if held then
   redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'reserved_micro', -tonumber(held))
+  redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
 end
 return 1
 `)
@@ -405,4 +405,37 @@ func (s *Store) ProviderStopped(ctx context.Context, run, provider string) (stri
 		return "", false, fmt.Errorf("runstate: stopped %s for %s: %w", provider, run, err)
 	}
 	return v, true, nil
+}
+
+var reopenScript = redis.NewScript(`
+if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
+  redis.call('HINCRBY', KEYS[1], 'cost_micro', ARGV[3])
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], 'state', 'running', 'finalized', 0)
+redis.call('HDEL', KEYS[1], 'finished_ms')
+return 1
+`)
+
+// Reopen takes a task's terminal state back so it can run again (`likeness
+// retry`): it leaves the finished set, its counter and cost are undone, its
+// attempt history starts afresh, and the run counts as not finalized until
+// the fan-in runs again.
+func (s *Store) Reopen(ctx context.Context, run, task string, status manifest.Status, costUSD float64) error {
+	err := reopenScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run), s.attemptsKey(run, task)},
+		task, string(status), -micro(costUSD)).Err()
+	if err != nil {
+		return fmt.Errorf("runstate: reopen %s/%s: %w", run, task, err)
+	}
+	return nil
+}
+
+// ResumeProviders forgets the run's billing stops, for a retry after the
+// account was topped up.
+func (s *Store) ResumeProviders(ctx context.Context, run string) error {
+	if err := s.rdb.Del(ctx, s.stoppedKey(run)).Err(); err != nil {
+		return fmt.Errorf("runstate: resume providers %s: %w", run, err)
+	}
+	return nil
 }

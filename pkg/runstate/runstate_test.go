@@ -163,3 +163,29 @@ func TestCancelFinalizeAttempts(t *testing.T) {
 		t.Errorf("List = %v, %v", ids, err)
 	}
 }
+
+// TestFreeTaskReservation: a zero price must not trip Redis's integer
+// parsing (Lua's -0 is sent as "-0", which HINCRBY rejects).
+func TestFreeTaskReservation(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, runstate.Run{ID: "free", Total: 1, BudgetUSD: 1, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reserve(ctx, "free", "t", 0); err != nil || !ok {
+		t.Fatalf("Reserve(0) = %v, %v", ok, err)
+	}
+	if err := s.Release(ctx, "free", "t"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Reserve(ctx, "free", "t", 0); err != nil || !ok {
+		t.Fatalf("Reserve(0) again = %v, %v", ok, err)
+	}
+	if _, err := s.Complete(ctx, "free", "t", manifest.Succeeded, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(ctx, "free", "t", manifest.Succeeded, 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/likeness-run/likeness/bench"
+)
+
+func (a *app) benchCmd() *cobra.Command {
+	var cfg bench.Config
+	cmd := &cobra.Command{
+		Use:   "bench SCENARIO",
+		Short: "Benchmark against real Redis/MinIO and the simulator; ends with one JSON line",
+		Long: `bench runs one benchmark scenario and prints one JSON line on stdout
+(progress goes to stderr). It needs a real Redis and object store
+(LIKENESS_REDIS_URL and LIKENESS_S3_*; scripts/bench.sh starts throwaway
+ones) and starts its own ` + "`likeness sim-provider`" + ` and ` + "`likeness worker`" + `
+processes from this binary, on loopback, with a fake Replicate token.
+
+Scenarios (docs/benchmarks.md has the measured numbers):
+
+  limits    4 workers against one provider limited to 600 creates/min and
+            8 in flight; the simulator counts. JSON: achieved_ratio (accepted
+            creates/min between the first and last accept ÷ the limit; target
+            >= 0.97), over_limit_windows (1-minute windows over the limit;
+            target 0), max_in_flight (target <= concurrency_cap).
+  makespan  2,000 tasks over four simulated providers with their own rate
+            limits, caps and latencies, plus 5% 5xx, 3% 429 and 2% blank
+            outputs. JSON: makespan_s, lower_bound_s (the least time the
+            limits allow), ratio (target <= 1.10), succeeded (target: all).
+  overhead  20,000 tasks of a zero-latency in-process simulated model through
+            the whole pipeline beside 20,000 no-op asynq tasks on the same
+            Redis. JSON: tasks_per_s, raw_asynq_tasks_per_s, ratio,
+            p99_overhead_ms (p99 handler time of the pipeline minus the
+            no-op's).
+
+Each scenario flushes Redis database --redis-db (limits), +1 (makespan) or
++2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
+
+Exit status: 0 when the scenario met its targets, 1 when it ran but missed
+one (the JSON line is printed either way), 2 for bad input or missing
+configuration, 3 when Redis or the object store do not answer.`,
+		Example: `  scripts/bench.sh limits          # starts Redis and MinIO, then runs this
+  LIKENESS_REDIS_URL=redis://127.0.0.1:6379 LIKENESS_S3_ENDPOINT=127.0.0.1:9000 \
+  LIKENESS_S3_ACCESS_KEY=... LIKENESS_S3_SECRET_KEY=... likeness bench makespan`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: bench.Scenarios(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return inputErr(fmt.Errorf("find this executable: %w", err))
+			}
+			cfg.Executable = exe
+			cfg.RedisURL = a.getenv("LIKENESS_REDIS_URL")
+			cfg.S3 = bench.S3Config{
+				Endpoint: a.getenv("LIKENESS_S3_ENDPOINT"), AccessKey: a.getenv("LIKENESS_S3_ACCESS_KEY"),
+				SecretKey: a.getenv("LIKENESS_S3_SECRET_KEY"), Bucket: a.getenv("LIKENESS_S3_BUCKET"),
+				Region: a.getenv("LIKENESS_S3_REGION"),
+			}
+			if v := a.getenv("LIKENESS_S3_SECURE"); v != "" {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return inputErr(fmt.Errorf("LIKENESS_S3_SECURE=%q: want true or false", v))
+				}
+				cfg.S3.Secure = b
+			}
+			if cfg.RedisURL == "" || cfg.S3.Endpoint == "" {
+				return inputErr(errors.New("bench needs a real Redis and object store: set LIKENESS_REDIS_URL and LIKENESS_S3_ENDPOINT (with LIKENESS_S3_ACCESS_KEY and LIKENESS_S3_SECRET_KEY), or run scripts/bench.sh"))
+			}
+			cfg.Progress = a.stderr
+			cfg.Logger = a.log
+			res, err := bench.Run(cmd.Context(), cfg, args[0])
+			switch {
+			case errors.Is(err, bench.ErrConfig):
+				return inputErr(err)
+			case errors.Is(err, bench.ErrInfra):
+				return infraErr(err)
+			case err != nil:
+				return &exitError{code: exitFailures, err: err}
+			}
+			line, err := json.Marshal(res)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, string(line))
+			if err := res.Check(); err != nil {
+				return &exitError{code: exitFailures, err: fmt.Errorf("bench %s missed its targets:\n%s", args[0], strings.TrimSpace(err.Error()))}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Workers, "workers", 0, "worker processes (limits, makespan; default 4)")
+	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000)")
+	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the three Redis databases the scenarios flush and use")
+	f.StringVar(&cfg.Dir, "dir", "", "keep the scenario's files (spec, limits, process logs) under this directory")
+	return cmd
+}
