@@ -31,6 +31,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // Blobs is the object storage the producer writes references and specs to.
@@ -56,6 +57,9 @@ type Config struct {
 	// TaskTimeout bounds one attempt of a task. Default 30m (a provider's
 	// own hard limit for a prediction).
 	TaskTimeout time.Duration
+	// Telemetry traces the submit (the run's root span) and carries its
+	// context in every task's headers. Nil: no tracing.
+	Telemetry *telemetry.Telemetry
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -103,14 +107,16 @@ type Submission struct {
 func RunID(s *spec.Spec) string { return s.Name + "-" + s.Digest()[:12] }
 
 // Submit uploads references, records the run and enqueues its tasks.
-func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (*Submission, error) {
+func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, err error) {
 	runID := RunID(s)
+	tasks := s.Expand()
+	ctx, span := p.cfg.Telemetry.StartRun(ctx, runID, len(tasks))
+	defer func() { telemetry.End(span, err) }()
 	refKeys, err := p.uploadReferences(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	tasks := s.Expand()
-	sub := &Submission{RunID: runID, Tasks: len(tasks)}
+	sub = &Submission{RunID: runID, Tasks: len(tasks)}
 	now := p.cfg.Now()
 	refs := make([]string, 0, len(s.Models))
 	for _, m := range s.Models {
@@ -119,6 +125,7 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (*Submission, error
 	created, err := p.cfg.Runs.Create(ctx, runstate.Run{
 		ID: runID, Name: s.Name, SpecKey: store.SpecKey(runID), Total: len(tasks),
 		BudgetUSD: s.BudgetUSD, CreatedAt: now, Models: refs,
+		TraceParent: telemetry.Inject(ctx, map[string]string{})["traceparent"],
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +156,7 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (*Submission, error
 		if err != nil {
 			return nil, fmt.Errorf("encode task %s: %w", t.ID, err)
 		}
-		_, err = p.cfg.Queue.EnqueueContext(ctx, asynq.NewTask(task.TypeGenerate, b),
+		_, err = p.cfg.Queue.EnqueueContext(ctx, asynq.NewTaskWithHeaders(task.TypeGenerate, b, telemetry.TaskHeaders(ctx, t.ID)),
 			asynq.TaskID(payload.QueueID()), asynq.Queue(task.QueueFor(t.Provider)),
 			asynq.MaxRetry(s.MaxAttempts+s.OutputRetries), asynq.Timeout(p.cfg.TaskTimeout))
 		switch {

@@ -38,6 +38,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	meta := manifest.RunMeta{
 		Run: st.ID, Name: st.Name, SpecKey: st.SpecKey, Total: st.Total,
 		BudgetUSD: st.BudgetUSD, CreatedAt: st.CreatedAt, FinishedAt: w.cfg.Now(),
+		TraceID: traceIDOf(st.TraceParent),
 	}
 	sum := manifest.Summarize(meta, records)
 
@@ -110,4 +111,13 @@ func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record
 		}
 	}
 	return out, nil
+}
+
+// traceIDOf returns the trace id of a W3C traceparent ("00-<trace>-<span>-<flags>").
+func traceIDOf(traceparent string) string {
+	parts := strings.Split(traceparent, "-")
+	if len(parts) != 4 || len(parts[1]) != 32 {
+		return ""
+	}
+	return parts[1]
 }

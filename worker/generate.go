@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/likeness-run/likeness/pkg/imagecheck"
 	"github.com/likeness-run/likeness/pkg/manifest"
@@ -22,6 +23,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // handleGenerate runs one (character, prompt, model, variant) task.
@@ -32,6 +34,9 @@ func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
 	}
 	log := w.log.With("run_id", p.RunID, "task_id", p.TaskID, "model", p.Model)
 	ck := p.ContentKey()
+	provName, _, _ := strings.Cut(p.ModelRef, ":")
+	trace.SpanFromContext(ctx).SetAttributes(telemetry.RunID(p.RunID), telemetry.TaskID(p.TaskID),
+		telemetry.Model(p.ModelRef), telemetry.Provider(provName))
 
 	// A terminal record for this exact request means a previous delivery
 	// finished the work: count it (idempotently) and stop.
@@ -116,19 +121,32 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	}
 	lease.Keep(ctx)
 	start := w.cfg.Now()
-	res, err := gen.Generate(ctx, provider.Request{
+	pctx, pspan := telemetry.Start(ctx, telemetry.SpanProviderSubmit, telemetry.GenAI(model.Provider, model.Ref)...)
+	res, err := gen.Generate(pctx, provider.Request{
 		Model: model.Name, Prompt: p.PromptText, Character: p.Character, Reference: ref, Seed: seed,
 		Width: want.Width, Height: want.Height, Params: p.Params,
 	})
+	if res != nil {
+		pspan.SetAttributes(telemetry.ResponseID(res.RequestID), telemetry.CostUSD(res.CostUSD))
+	}
+	telemetry.End(pspan, err)
 	lease.Release(ctx)
 	w.report(ctx, lim, err)
+	metrics := w.cfg.Telemetry.Metrics()
 	var out *imagecheck.Output
 	if err == nil {
+		metrics.ProviderLatency(ctx, model.Provider, model.Ref, res.Latency)
+		cctx, cspan := telemetry.Start(ctx, telemetry.SpanCheck)
 		out, err = checkOutput(res.Image.Data, want, w.cfg.Checks)
 		var pe *provider.Error
 		if errors.As(err, &pe) {
 			pe.Provider = model.Provider
 		}
+		var failure *imagecheck.Failure
+		if errors.As(err, &failure) {
+			metrics.CheckFailed(cctx, model.Ref, failure.Check)
+		}
+		telemetry.End(cspan, err)
 	}
 	a := manifest.Attempt{N: len(history) + 1, Seed: seed, StartedAt: start,
 		DurationMS: w.cfg.Now().Sub(start).Milliseconds(), LimitWaitMS: waited.Milliseconds()}
@@ -156,14 +174,20 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 			log.ErrorContext(ctx, "billing failure: provider stopped for this run", "provider", model.Provider, "err", err)
 		}
 		transientSpent, outputSpent := spent(history)
+		if class == provider.Rate {
+			metrics.RateLimited(ctx, model.Provider)
+		}
 		switch decide(class, transientSpent, outputSpent, max(p.MaxAttempts, 1), p.OutputRetries) {
 		case requeueWait:
-			log.InfoContext(ctx, "provider asked to wait", "wait", provider.RetryAfterOf(err), "attempt", a.N)
-			return &waitError{Wait: max(provider.RetryAfterOf(err), time.Second), Err: err}
+			wait := max(provider.RetryAfterOf(err), time.Second)
+			log.InfoContext(ctx, "provider asked to wait", "wait", wait, "attempt", a.N)
+			telemetry.Requeue(ctx, string(class), wait)
+			return &waitError{Wait: wait, Err: err}
 		case terminal:
 			return w.fail(ctx, p, ck, history, err)
 		default:
 			log.WarnContext(ctx, "attempt failed, will retry", "class", string(class), "attempt", a.N, "err", err)
+			telemetry.Retry(ctx, string(class), 0)
 			return err
 		}
 	}
@@ -284,15 +308,20 @@ func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, histor
 		rec.Tags, rec.TagsError = w.tags(ctx, p, rec)
 	}
 	fillTimes(rec, p, history, w.cfg.Now())
-	if err := w.cfg.Store.Put(ctx, rec.OutputKey, res.Image.Data, rec.ContentType); err != nil {
-		return fmt.Errorf("store output: %w", err)
+	sctx, span := telemetry.Start(ctx, telemetry.SpanStore)
+	err := w.cfg.Store.Put(sctx, rec.OutputKey, res.Image.Data, rec.ContentType)
+	if err != nil {
+		err = fmt.Errorf("store output: %w", err)
+	} else {
+		err = w.putJSON(sctx, store.CacheKey(ck), cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256,
+			Width: rec.Width, Height: rec.Height, ContentType: rec.ContentType, Bytes: rec.Bytes,
+			Seed: rec.Seed, RequestID: rec.ProviderRequestID, RevisedPrompt: rec.RevisedPrompt})
 	}
-	if err := w.putJSON(ctx, store.CacheKey(ck), cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256,
-		Width: rec.Width, Height: rec.Height, ContentType: rec.ContentType, Bytes: rec.Bytes,
-		Seed: rec.Seed, RequestID: rec.ProviderRequestID, RevisedPrompt: rec.RevisedPrompt}); err != nil {
-		return err
+	if err == nil {
+		err = w.settle(sctx, rec)
 	}
-	return w.settle(ctx, rec)
+	telemetry.End(span, err)
+	return err
 }
 
 // fail records a terminal failure and tells asynq not to retry.
@@ -330,6 +359,9 @@ func fillTimes(rec *manifest.Record, p task.Generate, history []manifest.Attempt
 
 // settle writes the task's record and counts its terminal state.
 func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
+	if rec.TraceID == "" {
+		rec.TraceID = telemetry.TraceID(ctx)
+	}
 	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
 		return err
 	}
@@ -343,6 +375,13 @@ func (w *Worker) finish(ctx context.Context, rec *manifest.Record, cached bool) 
 	if err != nil {
 		return err
 	}
+	if prog.Counted {
+		m := w.cfg.Telemetry.Metrics()
+		m.TaskDone(ctx, rec.Provider, rec.ModelRef, string(rec.Status), rec.ErrorClass)
+		if !cached {
+			m.Cost(ctx, rec.Provider, rec.ModelRef, rec.CostUSD)
+		}
+	}
 	if prog.Complete() {
 		return w.enqueueFinalize(ctx, rec.Run)
 	}
@@ -352,7 +391,7 @@ func (w *Worker) finish(ctx context.Context, rec *manifest.Record, cached bool) 
 func (w *Worker) enqueueFinalize(ctx context.Context, run string) error {
 	fin := task.Finalize{RunID: run}
 	b, _ := json.Marshal(fin)
-	_, err := w.client.EnqueueContext(ctx, asynq.NewTask(task.TypeFinalize, b),
+	_, err := w.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(task.TypeFinalize, b, telemetry.RunHeaders(ctx)),
 		asynq.TaskID(fin.QueueID()), asynq.Queue(task.QueueControl),
 		asynq.MaxRetry(10), asynq.Retention(7*24*time.Hour))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {

@@ -2,11 +2,15 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // limitFor returns the fleet-wide limit in force for a model.
@@ -16,10 +20,23 @@ func (w *Worker) limitFor(m provider.Model) ratelimit.Limit { return ratelimit.F
 // a wait longer than MaxInlineWait requeues the task for exactly that long,
 // without spending a retry. It returns the lease (nil when no limiter is
 // configured) and the time spent waiting.
-func (w *Worker) acquire(ctx context.Context, lim ratelimit.Limit, holder string) (*ratelimit.Lease, time.Duration, error) {
+func (w *Worker) acquire(ctx context.Context, lim ratelimit.Limit, holder string) (lease *ratelimit.Lease, waited time.Duration, err error) {
 	if w.cfg.Limiter == nil {
 		return nil, 0, nil
 	}
+	ctx, span := telemetry.Start(ctx, telemetry.SpanLimitWait, attribute.String("likeness.limit", lim.Key))
+	var reason ratelimit.Reason
+	defer func() {
+		if waited > 0 {
+			w.cfg.Telemetry.Metrics().LimitWait(ctx, lim.Key, string(reason), waited)
+		}
+		var we *waitError
+		if errors.As(err, &we) {
+			telemetry.End(span, nil) // a requeue is not an error
+			return
+		}
+		telemetry.End(span, err)
+	}()
 	start := time.Now()
 	deadline := start.Add(w.cfg.MaxInlineWait)
 	for {
@@ -30,6 +47,7 @@ func (w *Worker) acquire(ctx context.Context, lim ratelimit.Limit, holder string
 		if wait == nil {
 			return lease, time.Since(start), nil
 		}
+		reason = wait.Reason
 		if time.Now().Add(wait.For).After(deadline) {
 			return nil, time.Since(start), &waitError{Wait: wait.For,
 				Err: fmt.Errorf("fleet limit %s: %s", lim.Key, wait.Reason)}

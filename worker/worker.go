@@ -29,6 +29,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // Blobs is the object storage the worker reads references from and writes
@@ -90,6 +91,9 @@ type Config struct {
 	// ShutdownTimeout is how long Shutdown waits for in-flight tasks before
 	// they are requeued. Default 30s.
 	ShutdownTimeout time.Duration
+	// Telemetry traces every attempt (joining the run's trace through the
+	// task headers) and records the worker's metrics. Nil: neither.
+	Telemetry *telemetry.Telemetry
 	// ID names this worker in records and logs. Default host:pid.
 	ID string
 	// Logger receives structured logs. Default slog.Default().
@@ -213,6 +217,9 @@ func (w *Worker) Providers() []string {
 // handlers in another asynq server.
 func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
+	if w.cfg.Telemetry != nil {
+		mux.Use(w.cfg.Telemetry.Middleware())
+	}
 	mux.HandleFunc(task.TypeGenerate, w.handleGenerate)
 	mux.HandleFunc(task.TypeFinalize, w.handleFinalize)
 	return mux

@@ -25,6 +25,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 	"github.com/likeness-run/likeness/scheduler"
 	"github.com/likeness-run/likeness/worker"
 )
@@ -137,6 +138,7 @@ type bundle struct {
 	gen    *scripted
 	worker *worker.Worker
 	queue  *asynq.Client
+	tel    *telemetry.Telemetry
 }
 
 func setup(t *testing.T, gen *scripted, blobs *store.Dir) *bundle {
@@ -150,6 +152,7 @@ type options struct {
 	limits      map[string]ratelimit.Limit
 	concurrency int
 	tagger      worker.Tagger
+	tel         *telemetry.Telemetry
 }
 
 // setupOn starts a worker on a given Redis database, so several workers can
@@ -165,7 +168,7 @@ func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir,
 			t.Fatal(err)
 		}
 	}
-	b := &bundle{t: t, redis: opt, runs: runstate.New(rdb, runstate.Config{}), blobs: blobs, gen: gen}
+	b := &bundle{t: t, redis: opt, runs: runstate.New(rdb, runstate.Config{}), blobs: blobs, gen: gen, tel: o.tel}
 	if o.concurrency == 0 {
 		o.concurrency = 4
 	}
@@ -175,6 +178,7 @@ func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir,
 		Limiter:     ratelimit.New(rdb, ratelimit.Config{}),
 		Limits:      o.limits,
 		Tagger:      o.tagger,
+		Telemetry:   o.tel,
 		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -218,7 +222,7 @@ func specWith(prompts ...string) string {
 // run submits s and waits until the fan-in has run.
 func (b *bundle) run(s *spec.Spec) (*runstate.Status, []manifest.Record) {
 	b.t.Helper()
-	p, err := scheduler.New(scheduler.Config{Queue: b.queue, Store: b.blobs, Runs: b.runs,
+	p, err := scheduler.New(scheduler.Config{Queue: b.queue, Store: b.blobs, Runs: b.runs, Telemetry: b.tel,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -53,8 +54,11 @@ Submitting the identical spec again enqueues nothing and pays for nothing.`,
 }
 
 func (a *app) workerCmd() *cobra.Command {
-	var concurrency int
-	var shutdown time.Duration
+	var (
+		concurrency int
+		shutdown    time.Duration
+		metricsAddr string
+	)
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Consume tasks from the shared queue (start as many as you like)",
@@ -77,6 +81,15 @@ lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
 			if err != nil {
 				return inputErr(err)
 			}
+			if metricsAddr != "" {
+				mux := http.NewServeMux()
+				defer a.mountMetrics(mux, in)()
+				go func() {
+					if err := a.listenAndServe(cmd.Context(), metricsAddr, mux); err != nil {
+						a.log.Error("metrics endpoint", "addr", metricsAddr, "err", err)
+					}
+				}()
+			}
 			if err := w.Start(); err != nil {
 				return infraErr(err)
 			}
@@ -88,6 +101,7 @@ lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
 	}
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once, per provider")
 	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr(a.getenv, "LIKENESS_METRICS_ADDR", ""), "serve Prometheus metrics at http://ADDR/metrics (env LIKENESS_METRICS_ADDR); empty: off")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -193,6 +194,7 @@ func (a *app) workerConfig(in *infra, concurrency int) (worker.Config, error) {
 	cfg := worker.Config{
 		Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
 		Limiter: in.limiter, Limits: lims, Concurrency: concurrency, Logger: a.log,
+		Telemetry: a.tel,
 	}
 	if t, ok := gens["replicate"].(worker.Tagger); ok {
 		cfg.Tagger = t
@@ -221,26 +223,32 @@ func (a *app) generators() (map[string]provider.Generator, error) {
 		gens[name] = g
 		return nil
 	}
+	// Every adapter's HTTP client is traced (a span per request: submit,
+	// each poll, the download) and keeps the adapter's own timeout.
+	client := func(timeout time.Duration) *http.Client {
+		return &http.Client{Transport: a.tel.Transport(http.DefaultTransport), Timeout: timeout}
+	}
 	builders := map[string]func(key, base string) (provider.Generator, error){
 		"replicate": func(key, base string) (provider.Generator, error) {
 			// gpt-image-1 on Replicate bills the user's own OpenAI account:
 			// the adapter passes this key as an input, and nothing stores it.
-			return replicate.New(replicate.Config{APIKey: key, BaseURL: base, OpenAIKey: strings.TrimSpace(a.getenv("OPENAI_API_KEY"))})
+			return replicate.New(replicate.Config{APIKey: key, BaseURL: base, HTTPClient: client(replicate.DefaultTimeout),
+				OpenAIKey: strings.TrimSpace(a.getenv("OPENAI_API_KEY"))})
 		},
 		"openai": func(key, base string) (provider.Generator, error) {
-			return openai.New(openai.Config{APIKey: key, BaseURL: base})
+			return openai.New(openai.Config{APIKey: key, BaseURL: base, HTTPClient: client(openai.DefaultTimeout)})
 		},
 		"bfl": func(key, base string) (provider.Generator, error) {
-			return bfl.New(bfl.Config{APIKey: key, BaseURL: base})
+			return bfl.New(bfl.Config{APIKey: key, BaseURL: base, HTTPClient: client(bfl.DefaultTimeout)})
 		},
 		"runway": func(key, base string) (provider.Generator, error) {
-			return runway.New(runway.Config{APIKey: key, BaseURL: base})
+			return runway.New(runway.Config{APIKey: key, BaseURL: base, HTTPClient: client(runway.DefaultTimeout)})
 		},
 		"ideogram": func(key, base string) (provider.Generator, error) {
-			return ideogram.New(ideogram.Config{APIKey: key, BaseURL: base})
+			return ideogram.New(ideogram.Config{APIKey: key, BaseURL: base, HTTPClient: client(ideogram.DefaultTimeout)})
 		},
 		"ark": func(key, base string) (provider.Generator, error) {
-			return ark.New(ark.Config{APIKey: key, BaseURL: base})
+			return ark.New(ark.Config{APIKey: key, BaseURL: base, HTTPClient: client(ark.DefaultTimeout)})
 		},
 	}
 	for name, build := range builders {

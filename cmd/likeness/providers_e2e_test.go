@@ -93,6 +93,7 @@ func TestEveryReplicateModelThroughTheSimulator(t *testing.T) {
 		"LIKENESS_REPLICATE_BASE_URL=" + base,
 		"OPENAI_API_KEY=" + fakeOpenAIKey,
 		"LIKENESS_LOG_LEVEL=debug",
+		"OTEL_TRACES_EXPORTER=console", // spans go to stderr, which is checked for secrets below
 	}, "run", path, "--out", out, "--no-progress")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -109,6 +110,9 @@ func TestEveryReplicateModelThroughTheSimulator(t *testing.T) {
 		if r.Status != manifest.Succeeded || r.ProviderRequestID == "" || len(r.Tags) == 0 {
 			t.Errorf("%s: %s request %q tags %v (%s %s)", r.ModelRef, r.Status, r.ProviderRequestID, r.Tags, r.Error, r.TagsError)
 		}
+	}
+	if !strings.Contains(stderr, `"Name":"provider.submit"`) {
+		t.Error("no spans on stderr: the secrets check of traces proves nothing")
 	}
 	assertNoSecret(t, fakeOpenAIKey, out, stdout, stderr)
 	assertNoSecret(t, providertest.ReplicateToken, out, stdout, stderr)
@@ -188,7 +192,8 @@ func TestSecretsNeverReachRedisOrTheBucket(t *testing.T) {
 		"REPLICATE_API_TOKEN="+providertest.ReplicateToken,
 		"LIKENESS_REPLICATE_BASE_URL="+base,
 		"OPENAI_API_KEY="+fakeOpenAIKey,
-		"LIKENESS_LOG_LEVEL=debug")
+		"LIKENESS_LOG_LEVEL=debug",
+		"OTEL_TRACES_EXPORTER=console") // spans on stderr: checked for secrets too
 	path := writeSpec(t, modelsSpec("secrets", []string{"replicate:openai/gpt-image-1", "replicate:black-forest-labs/flux-kontext-pro"}, "variants: 2\n"))
 	code, stdout, stderr := likeness(t, env, "submit", path)
 	if code != 0 {

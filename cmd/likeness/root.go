@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 
 	"github.com/likeness-run/likeness/pkg/spec"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // Exit codes, as documented in the README and design.md.
@@ -43,6 +46,8 @@ type app struct {
 	getenv         func(string) string
 	logLevel       string
 	log            *slog.Logger
+	// tel is OpenTelemetry, configured from the OTEL_* environment.
+	tel *telemetry.Telemetry
 }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -52,6 +57,13 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if a.tel != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := a.tel.Shutdown(sctx); serr != nil {
+			a.log.Warn("flush telemetry", "err", serr)
+		}
+		cancel()
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -83,6 +95,16 @@ func (a *app) rootCmd() *cobra.Command {
 			}
 			a.log = newLogger(a.stderr, lvl)
 			slog.SetDefault(a.log)
+			// Spans and metrics for the console go to stderr, so stdout
+			// stays what scripts read (the run id of submit, JSON).
+			tel, err := telemetry.Setup(cmd.Context(), telemetry.Config{
+				ServiceName: "likeness", Getenv: a.getenv, Logger: a.log, ConsoleWriter: a.stderr,
+			})
+			if err != nil {
+				return inputErr(fmt.Errorf("telemetry (OTEL_* environment): %w", err))
+			}
+			a.tel = tel
+			otel.SetErrorHandler(telemetry.ErrorHandler(a.log))
 			return nil
 		},
 	}
@@ -107,13 +129,14 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger logs text on a terminal and JSON otherwise.
+// newLogger logs text on a terminal and JSON otherwise, with the trace and
+// span ids of the span a record was made in.
 func newLogger(w io.Writer, lvl slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: lvl}
 	if isTerminal(w) {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -136,7 +136,7 @@ func keyEnv(provider string) string {
 func (a *app) submit(ctx context.Context, in *infra, s *spec.Spec) (*scheduler.Submission, error) {
 	q := asynq.NewClient(in.redisOpt)
 	defer q.Close()
-	p, err := scheduler.New(scheduler.Config{Queue: q, Store: in.blobs, Runs: in.runs, Logger: a.log})
+	p, err := scheduler.New(scheduler.Config{Queue: q, Store: in.blobs, Runs: in.runs, Telemetry: a.tel, Logger: a.log})
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
 	"github.com/likeness-run/likeness/pkg/dashboard"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 func (a *app) serveCmd() *cobra.Command {
@@ -31,7 +33,7 @@ and Prometheus metrics at /metrics.`,
 			defer in.Close()
 			mux := http.NewServeMux()
 			mux.Handle("/", dashboard.New(dashboard.Config{Runs: in.runs, Store: in.blobs, Logger: a.log}))
-			a.mountMetrics(mux)
+			defer a.mountMetrics(mux, in)()
 			return a.listenAndServe(ctx, addr, mux)
 		},
 	}
@@ -62,5 +64,15 @@ func (a *app) listenAndServe(ctx context.Context, addr string, h http.Handler) e
 	return nil
 }
 
-// mountMetrics adds /metrics. Telemetry wires the Prometheus handler.
-func (a *app) mountMetrics(mux *http.ServeMux) {}
+// mountMetrics serves the Prometheus metrics at /metrics, with the queue
+// depth and latency of every queue read from asynq. It returns the function
+// that stops reading the queues.
+func (a *app) mountMetrics(mux *http.ServeMux, in *infra) func() {
+	mux.Handle("GET /metrics", a.tel.MetricsHandler())
+	insp := asynq.NewInspector(in.redisOpt)
+	stop := a.tel.Metrics().RegisterQueueStats(telemetry.InspectorQueueStats(insp))
+	return func() {
+		stop()
+		insp.Close()
+	}
+}
