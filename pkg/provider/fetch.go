@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -92,4 +93,19 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// BaseURL applies an adapter's default base URL and checks it: an absolute
+// http(s) URL, returned without a trailing slash. prov names the adapter in
+// the error.
+func BaseURL(prov, raw, def string) (string, error) {
+	if raw == "" {
+		raw = def
+	}
+	raw = strings.TrimRight(raw, "/")
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%s: BaseURL %q is not an http(s) URL", prov, raw)
+	}
+	return raw, nil
 }
