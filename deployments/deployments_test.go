@@ -6,14 +6,18 @@ import (
 	"debug/elf"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // repoRoot is the repository root as seen from this package's directory,
@@ -21,7 +25,8 @@ import (
 const repoRoot = ".."
 
 // envDocumented reports whether name is an environment variable the likeness
-// binary reads (design.md, "Environment"). A misspelled name in a deployment
+// binary reads (design.md, "Environment"), or a standard OpenTelemetry
+// variable the SDK linked into it reads. A misspelled name in a deployment
 // file is silently ignored by the binary, so the tests accept nothing else.
 // Add LIKENESS_<PROVIDER>_BASE_URL here when a deployment first sets one.
 func envDocumented(name string) bool {
@@ -32,6 +37,7 @@ func envDocumented(name string) bool {
 		"LIKENESS_S3_SECRET_KEY",
 		"LIKENESS_S3_BUCKET",
 		"LIKENESS_S3_SECURE",
+		"LIKENESS_METRICS_ADDR",
 		"REPLICATE_API_TOKEN",
 		"OPENAI_API_KEY",
 		"BFL_API_KEY",
@@ -40,7 +46,55 @@ func envDocumented(name string) bool {
 		"ARK_API_KEY":
 		return true
 	}
-	return strings.HasPrefix(name, "OTEL_")
+	return otelEnvLikeness(name) || otelEnvSDK()[name]
+}
+
+// otelEnvLikeness reports whether name is an OTEL_* variable pkg/telemetry
+// reads itself (its Setup interprets them through Config.Getenv), so that
+// TestEnvReadByCode finds it named in the Go source.
+func otelEnvLikeness(name string) bool {
+	switch name {
+	case "OTEL_SDK_DISABLED",
+		"OTEL_SERVICE_NAME",
+		"OTEL_RESOURCE_ATTRIBUTES",
+		"OTEL_TRACES_EXPORTER",
+		"OTEL_METRICS_EXPORTER",
+		"OTEL_TRACES_SAMPLER",
+		"OTEL_TRACES_SAMPLER_ARG",
+		"OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT":
+		return true
+	}
+	return false
+}
+
+// otelEnvSDK returns the standard OTEL_* variables that the OpenTelemetry
+// Go SDK and the exporters autoexport builds (OTLP over HTTP or gRPC,
+// Prometheus) read from the process environment, as of the versions in
+// go.mod; likeness's own source does not name them.
+func otelEnvSDK() map[string]bool {
+	m := map[string]bool{}
+	for _, signal := range []string{"", "TRACES_", "METRICS_"} {
+		for _, setting := range []string{"ENDPOINT", "PROTOCOL", "HEADERS", "TIMEOUT", "COMPRESSION",
+			"CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY", "INSECURE"} {
+			m["OTEL_EXPORTER_OTLP_"+signal+setting] = true
+		}
+	}
+	for _, name := range []string{
+		"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+		"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+		"OTEL_EXPORTER_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_PORT",
+		"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+		"OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT", "OTEL_METRICS_EXEMPLAR_FILTER",
+		"OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+		"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+		"OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
+		"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+	} {
+		m[name] = true
+	}
+	return m
 }
 
 // imageTag splits an image reference into its tag and digest; both are empty
@@ -124,13 +178,11 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
-	// Every way the image is started must name a real subcommand; cobra
-	// rejects an unknown one, so `<cmd> --help` exiting 0 proves it exists.
+	// Every way the image is started must name a real subcommand with flags
+	// it accepts: cobra parses the flags before it prints help, and rejects
+	// an unknown subcommand or flag (or a bad value), so `<args> --help`
+	// exiting 0 proves the command line would start.
 	project := loadCompose(t, nil)
-	worker, err := project.GetService("worker")
-	if err != nil {
-		t.Fatal(err)
-	}
 	k8s := loadKubernetes(t)
 	starts := []struct {
 		name string
@@ -138,29 +190,100 @@ func TestBinary(t *testing.T) {
 	}{
 		{"root", nil},
 		{"Dockerfile CMD", df.cmd},
-		{"docker-compose.yml worker command", worker.Command},
 		{"kubernetes worker args", k8s.deployment.Spec.Template.Spec.Containers[0].Args},
+	}
+	for _, s := range likenessServices(t, project) {
+		starts = append(starts, struct {
+			name string
+			args []string
+		}{"docker-compose.yml " + s.Name + " command", s.Command})
 	}
 	for _, s := range starts {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			args := []string{"--help"}
-			if len(s.args) > 0 {
-				args = []string{s.args[0], "--help"}
-			}
-			if out, err := runLikeness(t, bin, args...); err != nil {
+			args := append(slices.Clone(s.args), "--help")
+			if out, err := runLikeness(t, bin, nil, args...); err != nil {
 				t.Fatalf("likeness %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
 		})
 	}
 
-	// The check above is only worth something if an unknown subcommand fails.
-	t.Run("unknown subcommand fails", func(t *testing.T) {
-		t.Parallel()
-		if out, err := runLikeness(t, bin, "no-such-subcommand", "--help"); err == nil {
-			t.Errorf("likeness no-such-subcommand --help exited 0, so `<cmd> --help` proves nothing:\n%s", out)
+	// The OTEL_* settings each deployment gives the binary must pass its
+	// telemetry setup, which rejects unknown exporters, samplers and OTLP
+	// protocols and exits 2. `models` needs neither Redis nor the bucket and
+	// records nothing, so with metrics push off (they are scraped) nothing
+	// connects anywhere and nothing is logged.
+	envs := map[string]map[string]string{"kubernetes ConfigMap": k8s.configMap.Data}
+	for _, s := range likenessServices(t, project) {
+		env := map[string]string{}
+		for k, v := range s.Environment {
+			if v != nil {
+				env[k] = *v
+			}
 		}
-	})
+		envs["docker-compose.yml "+s.Name] = env
+	}
+	for where, all := range envs {
+		t.Run(where+" telemetry environment", func(t *testing.T) {
+			t.Parallel()
+			var env []string
+			for k, v := range all {
+				if strings.HasPrefix(k, "OTEL_") {
+					env = append(env, k+"="+v)
+				}
+			}
+			if len(env) == 0 {
+				t.Fatalf("%s sets no OTEL_* variable", where)
+			}
+			slices.Sort(env)
+			out, err := runLikeness(t, bin, env, "models")
+			if err != nil {
+				t.Fatalf("likeness models with %s: %v\n%s", env, err, out)
+			}
+			if bytes.Contains(out, []byte("telemetry")) || bytes.Contains(out, []byte(`"level":"WARN"`)) {
+				t.Errorf("likeness models with %s warns:\n%s", env, out)
+			}
+		})
+	}
+
+	// The checks above are only worth something if an unknown subcommand,
+	// flag or flag value, or a bad OTEL_* value, fails.
+	for _, bad := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"no-such-subcommand", "--help"}},
+		{nil, []string{"worker", "--no-such-flag", "--help"}},
+		{nil, []string{"worker", "--shutdown-timeout", "100", "--help"}},
+		{[]string{"OTEL_TRACES_EXPORTER=jaeger"}, []string{"models"}},
+		{[]string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http"}, []string{"models"}},
+	} {
+		t.Run("fails: "+strings.Join(append(slices.Clone(bad.env), bad.args...), " "), func(t *testing.T) {
+			t.Parallel()
+			if out, err := runLikeness(t, bin, bad.env, bad.args...); err == nil {
+				t.Errorf("%s likeness %s exited 0, so the checks above prove nothing:\n%s",
+					strings.Join(bad.env, " "), strings.Join(bad.args, " "), out)
+			}
+		})
+	}
+}
+
+// likenessServices returns the compose services that run the likeness
+// image (the worker, which builds it, and every service sharing its image),
+// sorted by name.
+func likenessServices(t *testing.T, p *types.Project) []types.ServiceConfig {
+	t.Helper()
+	worker, err := p.GetService("worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []types.ServiceConfig
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		if s := p.Services[name]; s.Image == worker.Image {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // buildLikeness runs the Dockerfile's go build line from the repository
@@ -183,22 +306,22 @@ func buildLikeness(t *testing.T, b goBuild) string {
 	return bin
 }
 
-// runLikeness runs bin with args in an empty environment, so nothing on the
-// test machine configures it, and returns its combined output.
-func runLikeness(t *testing.T, bin string, args ...string) ([]byte, error) {
+// runLikeness runs bin with args in an environment of env alone, so nothing
+// on the test machine configures it, and returns its combined output.
+func runLikeness(t *testing.T, bin string, env []string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = []string{"HOME=" + t.TempDir()}
+	cmd.Env = append([]string{"HOME=" + t.TempDir()}, env...)
 	return cmd.CombinedOutput()
 }
 
 // TestEnvReadByCode checks the other side of envDocumented: every variable
-// the deployment files set (OTEL_* aside, which the OpenTelemetry SDK reads)
-// is named somewhere in the Go source of the binary, so renaming a variable
-// in code without updating the deployments fails here instead of leaving a
-// worker silently unconfigured.
+// the deployment files set is named somewhere in the Go source of the
+// binary (OTEL_* variables that only the OpenTelemetry SDK reads aside), so
+// renaming a variable in code without updating the deployments fails here
+// instead of leaving a worker silently unconfigured.
 func TestEnvReadByCode(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat(filepath.Join(repoRoot, "cmd", "likeness")); errors.Is(err, fs.ErrNotExist) {
@@ -233,19 +356,24 @@ func TestEnvReadByCode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	worker, err := loadCompose(t, nil).GetService("worker")
-	if err != nil {
-		t.Fatal(err)
-	}
 	set := map[string]string{} // name -> where
-	for name := range worker.Environment {
-		set[name] = "docker-compose.yml worker"
+	for _, s := range likenessServices(t, loadCompose(t, nil)) {
+		for name := range s.Environment {
+			set[name] = "docker-compose.yml " + s.Name
+		}
 	}
-	for _, e := range loadKubernetes(t).deployment.Spec.Template.Spec.Containers[0].Env {
+	k8s := loadKubernetes(t)
+	for name := range k8s.configMap.Data {
+		set[name] = "kubernetes ConfigMap"
+	}
+	for _, e := range k8s.deployment.Spec.Template.Spec.Containers[0].Env {
 		set[e.Name] = "kubernetes worker"
 	}
 	for name, where := range set {
-		if strings.HasPrefix(name, "OTEL_") {
+		if strings.HasPrefix(name, "OTEL_") && !otelEnvLikeness(name) {
+			if !otelEnvSDK()[name] {
+				t.Errorf("%s sets %s, which is not a standard OpenTelemetry variable the SDK reads", where, name)
+			}
 			continue
 		}
 		if !inCode[name] {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +34,9 @@ type object struct {
 }
 
 type objectMeta struct {
-	Name   string            `yaml:"name"`
-	Labels map[string]string `yaml:"labels"`
+	Name        string            `yaml:"name"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
 }
 
 type deploymentSpec struct {
@@ -60,12 +63,30 @@ type container struct {
 	Name            string          `yaml:"name"`
 	Image           string          `yaml:"image"`
 	Args            []string        `yaml:"args"`
+	Ports           []containerPort `yaml:"ports"`
+	ReadinessProbe  *probe          `yaml:"readinessProbe"`
+	LivenessProbe   *probe          `yaml:"livenessProbe"`
 	Env             []envVar        `yaml:"env"`
 	SecurityContext securityContext `yaml:"securityContext"`
 	Resources       struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
+}
+
+type containerPort struct {
+	Name          string `yaml:"name"`
+	ContainerPort int    `yaml:"containerPort"`
+	Protocol      string `yaml:"protocol"`
+}
+
+type probe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port string `yaml:"port"` // a number or a port's name
+	} `yaml:"httpGet"`
+	TimeoutSeconds int `yaml:"timeoutSeconds"`
+	PeriodSeconds  int `yaml:"periodSeconds"`
 }
 
 type envVar struct {
@@ -202,6 +223,78 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics endpoint", func(t *testing.T) {
+		t.Parallel()
+		addr := k.configMap.Data["LIKENESS_METRICS_ADDR"]
+		port, err := listenPort(addr)
+		if err != nil {
+			t.Fatalf("ConfigMap LIKENESS_METRICS_ADDR: %v", err)
+		}
+		if !slices.ContainsFunc(c.Env, func(e envVar) bool {
+			return e.Name == "LIKENESS_METRICS_ADDR" && e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil
+		}) {
+			t.Error("container does not take LIKENESS_METRICS_ADDR from the ConfigMap")
+		}
+		// The same port as the compose worker, which prometheus.yml scrapes.
+		w, err := loadCompose(t, nil).GetService("worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := w.Environment["LIKENESS_METRICS_ADDR"]; v == nil || *v != addr {
+			t.Errorf("ConfigMap LIKENESS_METRICS_ADDR %q differs from the compose worker's %v", addr, v)
+		}
+
+		var named string
+		for _, p := range c.Ports {
+			if p.ContainerPort == port {
+				named = p.Name
+			}
+		}
+		if named != "metrics" {
+			t.Errorf("container ports %+v; want %d named metrics", c.Ports, port)
+		}
+		ann := k.deployment.Spec.Template.Metadata.Annotations
+		if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(port) {
+			t.Errorf("pod annotations %v; want prometheus.io/scrape \"true\" and prometheus.io/port \"%d\"", ann, port)
+		}
+		if p, ok := ann["prometheus.io/path"]; ok && p != "/metrics" {
+			t.Errorf("prometheus.io/path %q; likeness serves /metrics", p)
+		}
+
+		rp := c.ReadinessProbe
+		if rp == nil || rp.HTTPGet == nil {
+			t.Fatal("no readinessProbe httpGet on the metrics endpoint")
+		}
+		if rp.HTTPGet.Path != "/metrics" || (rp.HTTPGet.Port != "metrics" && rp.HTTPGet.Port != strconv.Itoa(port)) {
+			t.Errorf("readinessProbe gets %s on port %s; want /metrics on %d (metrics)", rp.HTTPGet.Path, rp.HTTPGet.Port, port)
+		}
+		// /metrics reads the queue depth from Redis on every request; the
+		// default one-second timeout would flap under load.
+		if rp.TimeoutSeconds < 2 {
+			t.Errorf("readinessProbe timeoutSeconds %d; give the Redis-backed /metrics a few seconds", rp.TimeoutSeconds)
+		}
+		// A liveness probe would restart a worker in the middle of paid
+		// provider calls whenever Redis is slow.
+		if c.LivenessProbe != nil {
+			t.Error("container has a livenessProbe; a restart interrupts in-flight provider calls")
+		}
+	})
+
+	t.Run("telemetry settings", func(t *testing.T) {
+		t.Parallel()
+		data := k.configMap.Data
+		// Traces are off until an endpoint is set; metrics are scraped, not
+		// pushed, even then.
+		if v := data["OTEL_EXPORTER_OTLP_ENDPOINT"]; v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				t.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT %q is not an http(s) URL", v)
+			}
+		}
+		if v, ok := data["OTEL_METRICS_EXPORTER"]; !ok || v != "none" {
+			t.Errorf("ConfigMap OTEL_METRICS_EXPORTER %q; want none, Prometheus scrapes /metrics", v)
+		}
+	})
+
 	t.Run("selector matches pod labels", func(t *testing.T) {
 		t.Parallel()
 		sel := k.deployment.Spec.Selector.MatchLabels
@@ -259,6 +352,11 @@ func TestKubernetes(t *testing.T) {
 		for key := range k.configMap.Data {
 			if !envDocumented(key) {
 				t.Errorf("ConfigMap key %s is not a variable likeness reads", key)
+			}
+			if !slices.ContainsFunc(c.Env, func(e envVar) bool {
+				return e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil && e.ValueFrom.ConfigMapKeyRef.Key == key
+			}) {
+				t.Errorf("ConfigMap key %s is not passed to the container", key)
 			}
 		}
 		for key := range secretKeys {

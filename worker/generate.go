@@ -117,6 +117,10 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	lease, waited, err := w.acquire(ctx, lim, w.cfg.ID+"/"+p.RunID+"/"+p.TaskID)
 	if err != nil {
 		_ = w.cfg.Runs.Release(context.WithoutCancel(ctx), p.RunID, p.TaskID)
+		var we *waitError
+		if errors.As(err, &we) {
+			telemetry.Requeue(ctx, "limit", we.Wait) // a wait, not a failure
+		}
 		return err
 	}
 	lease.Keep(ctx)
