@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -46,6 +47,11 @@ Running the same spec again reuses every stored output.`,
 			if err := servable(s, gens); err != nil {
 				return inputErr(err)
 			}
+			live := !noProgress && isTerminal(a.stderr)
+			if live && !cmd.Flags().Changed("log-level") && a.getenv("LIKENESS_LOG_LEVEL") == "" {
+				// Info lines would tear the progress bar; warnings still show.
+				a.log = newLogger(a.stderr, slog.LevelWarn)
+			}
 			in, err := a.connect(ctx, connectOpts{embedded: true, outDir: out, needStore: true})
 			if err != nil {
 				return err
@@ -72,7 +78,7 @@ Running the same spec again reuses every stored output.`,
 				return infraErr(err)
 			}
 			defer w.Shutdown()
-			st, err := a.waitRun(ctx, in.runs, sub.RunID, !noProgress)
+			st, err := a.waitRun(ctx, in.runs, sub.RunID, live)
 			if err != nil {
 				if ctx.Err() != nil {
 					fmt.Fprintf(a.stderr, "\ninterrupted: run %s is incomplete; run the same command again to finish it (stored outputs are reused)\n", sub.RunID)
@@ -102,6 +108,9 @@ func servable(s *spec.Spec, gens map[string]provider.Generator) error {
 			continue
 		}
 		missing = append(missing, m.Provider)
+	}
+	if s.Tags.NumberOfTags > 0 && gens["replicate"] == nil && !slices.Contains(missing, "replicate") {
+		missing = append(missing, "replicate")
 	}
 	if len(missing) == 0 {
 		return nil
