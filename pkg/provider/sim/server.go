@@ -118,6 +118,17 @@ type ServerConfig struct {
 // the same N in a Retry-After header, and "X-Sim-Throttle: rate" or
 // "concurrency".
 //
+// Each model may have limits of its own (ModelBehavior.RateLimit and
+// Concurrency), so one server can stand in for several providers: after the
+// server's rate limit, a create is checked against its model's rate limit
+// (same sliding window, over the model's accepted creates); after the
+// server's concurrency cap, against its model's cap. A model's
+// ThrottleRate then answers a share of the remaining creates 429 with
+// retry_after 1 at random. The X-Sim-Throttle header says which:
+// "model-rate", "model-concurrency" or "random". Stats.Models counts each
+// model separately, with its own accept log for MaxInWindow and
+// OverLimitWindows.
+//
 // Server is safe for concurrent use. All state sits behind one mutex held
 // for microseconds; nothing runs in the background, so thousands of
 // predictions cost memory only.
@@ -143,6 +154,11 @@ type Server struct {
 	fileSz  int64
 	st      Stats // counters; InFlight, Windows and accepts are filled by Stats()
 	accepts acceptLog
+
+	perModel map[string]*modelState // by "owner/name", created at a model's first create
+	// throttleRNG draws ModelBehavior.ThrottleRate; a stream of its own so
+	// that models without random throttling see the same fates as before.
+	throttleRNG *rand.Rand
 }
 
 // outcome is a prediction's fate, drawn at creation.
@@ -276,6 +292,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		salt:   splitmix(uint64(cfg.Seed)),
 		preds:  make(map[string]*prediction),
 		files:  make(map[string]*upload),
+
+		perModel:    make(map[string]*modelState),
+		throttleRNG: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x73696d2d74687274)), // "sim-thrt"
 	}
 	s.refs.imgs = make(map[[32]byte]image.Image)
 	if m, ok := provider.DefaultRegistry().Lookup(ProviderName + ":kontext"); ok {
@@ -356,37 +375,68 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		model = owner + "/" + r.PathValue("name")
 	}
 	req, perr := s.parseCreate(w, r, model)
+	if req != nil {
+		model = req.model
+	}
 
 	s.mu.Lock()
 	now := s.cfg.Now()
 	s.st.Creates++
 	s.advanceLocked(now)
 	ts := s.accepts.stamp(now.Sub(s.epoch))
-	if retry, over := s.rateExceededLocked(ts); over {
+	ms := s.modelLocked(model) // nil for a model this server does not serve
+	b := s.models[model]
+	if ms != nil {
+		ms.st.Creates++
+	}
+	reject := func(retry int, reason string) {
 		s.st.Throttled++
+		if ms != nil {
+			ms.st.Throttled++
+		}
 		s.mu.Unlock()
-		s.throttle(w, r, retry, "rate")
+		s.throttle(w, r, retry, reason)
+	}
+	if retry, over := s.rateExceededLocked(ts); over {
+		reject(retry, "rate")
 		return
 	}
+	if ms != nil {
+		if retry, over := ms.rateExceeded(ts, b.RateLimit, s.cfg.RateWindow); over {
+			ms.st.ThrottledRate++
+			reject(retry, "model-rate")
+			return
+		}
+	}
 	if perr != nil {
-		s.accepts.add(ts)
+		s.acceptLocked(ms, ts)
 		s.st.Invalid++
 		s.mu.Unlock()
 		writeProblem(w, perr)
 		return
 	}
 	if s.cfg.Concurrency > 0 && len(s.flight) >= s.cfg.Concurrency {
-		s.st.Throttled++
 		s.st.ThrottledConcurrency++
-		retry := ceilSeconds(s.flight[0].end.Sub(now))
-		s.mu.Unlock()
-		s.throttle(w, r, retry, "concurrency")
+		reject(ceilSeconds(s.flight[0].end.Sub(now)), "concurrency")
 		return
 	}
-	s.accepts.add(ts)
+	if b.Concurrency > 0 && ms.inFlight >= b.Concurrency {
+		s.st.ThrottledConcurrency++
+		ms.st.ThrottledConcurrency++
+		reject(ceilSeconds(s.firstEndLocked(model).Sub(now)), "model-concurrency")
+		return
+	}
+	if b.ThrottleRate > 0 && s.throttleRNG.Float64() < b.ThrottleRate {
+		s.st.ThrottledRandom++
+		ms.st.ThrottledRandom++
+		reject(1, "random")
+		return
+	}
+	s.acceptLocked(ms, ts)
 	d := s.drawLocked()
 	if d.serverError < req.behavior.ServerErrorRate {
 		s.st.ServerErrors++
+		ms.st.ServerErrors++
 		s.mu.Unlock()
 		writeProblem(w, &problem{Title: "Service unavailable", Detail: "Simulated server error; please retry.", Status: http.StatusServiceUnavailable})
 		return
@@ -427,6 +477,27 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", v.URLs["get"])
 	writeJSON(w, code, "application/json", v)
+}
+
+// acceptLocked records an accepted create at ts, for the server and for
+// the model (nil for an unknown model).
+func (s *Server) acceptLocked(ms *modelState, ts time.Duration) {
+	s.accepts.add(ts)
+	if ms != nil {
+		ms.accepts.add(ts)
+		ms.st.Accepted++
+	}
+}
+
+// firstEndLocked returns when the model's first in-flight prediction ends.
+func (s *Server) firstEndLocked(model string) time.Time {
+	var first time.Time
+	for _, p := range s.flight {
+		if p.model == model && (first.IsZero() || p.end.Before(first)) {
+			first = p.end
+		}
+	}
+	return first
 }
 
 // createLocked makes the prediction for an admitted create.
@@ -473,9 +544,13 @@ func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *predic
 		delete(s.preds, old.id)
 	}
 	s.st.Created++
+	ms := s.modelLocked(p.model)
+	ms.st.Created++
 	if p.end.After(now) {
 		heap.Push(&s.flight, p)
 		s.st.MaxInFlight = max(s.st.MaxInFlight, len(s.flight))
+		ms.inFlight++
+		ms.st.MaxInFlight = max(ms.st.MaxInFlight, ms.inFlight)
 	} else {
 		s.countTerminalLocked(p)
 	}
@@ -486,6 +561,7 @@ func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *predic
 func (s *Server) advanceLocked(now time.Time) {
 	for len(s.flight) > 0 && !s.flight[0].end.After(now) {
 		p := heap.Pop(&s.flight).(*prediction)
+		s.perModel[p.model].inFlight--
 		s.countTerminalLocked(p)
 	}
 }
@@ -508,18 +584,7 @@ func (s *Server) countTerminalLocked(p *prediction) {
 // rateExceededLocked reports whether a create at ts (since epoch) is over
 // the rate limit, and in how many whole seconds one would be admitted.
 func (s *Server) rateExceededLocked(ts time.Duration) (retry int, over bool) {
-	if s.cfg.RateLimit <= 0 {
-		return 0, false
-	}
-	w := s.cfg.RateWindow
-	in := s.accepts.since(ts - w) // accepts with t > ts-w
-	if len(in) < s.cfg.RateLimit {
-		return 0, false
-	}
-	// The create becomes possible when the accept that keeps the window
-	// full leaves it.
-	leaving := in[len(in)-s.cfg.RateLimit]
-	return ceilSeconds(leaving + w - ts), true
+	return s.accepts.exceeded(ts, s.cfg.RateLimit, s.cfg.RateWindow)
 }
 
 // ceilSeconds rounds d up to whole seconds, at least 1.
@@ -581,6 +646,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 			p.canceledAt = now
 			if p.heapIdx >= 0 {
 				heap.Remove(&s.flight, p.heapIdx)
+				s.perModel[p.model].inFlight--
 			}
 			s.st.Canceled++
 		}

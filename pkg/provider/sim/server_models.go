@@ -43,6 +43,23 @@ type ModelBehavior struct {
 	// AspectRatio is used when the input sets no aspect_ratio: "W:H" or
 	// "match_input_image". Default (""): "1:1".
 	AspectRatio string
+	// RateLimit caps the model's accepted creates per ServerConfig.RateWindow,
+	// with the same exact sliding window as ServerConfig.RateLimit, for
+	// simulating providers that limit each model (or several providers in
+	// one server). 0 means no limit of the model's own. A create over it is
+	// answered 429 with "X-Sim-Throttle: model-rate".
+	RateLimit int
+	// Concurrency caps the model's predictions in flight; a create over it
+	// is answered 429 with "X-Sim-Throttle: model-concurrency" and is not
+	// accepted. 0 means no cap of the model's own.
+	Concurrency int
+	// ThrottleRate is the share of creates, among those within every limit,
+	// answered 429 at random with Replicate's body, retry_after 1 and
+	// "X-Sim-Throttle: random" (a spurious throttle, as a busy gateway
+	// sends). They count in Stats.Throttled and ThrottledRandom, are not
+	// accepted and use no rate budget. The draws come from a stream of
+	// their own, so the fates of other creates do not change with it.
+	ThrottleRate float64
 }
 
 // validate reports the first problem with b.
@@ -61,10 +78,16 @@ func (b ModelBehavior) validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"server error", b.ServerErrorRate}, {"moderation", b.ModerationRate}, {"blank", b.BlankRate}, {"slow", b.SlowRate}} {
+	}{{"server error", b.ServerErrorRate}, {"moderation", b.ModerationRate}, {"blank", b.BlankRate}, {"slow", b.SlowRate}, {"throttle", b.ThrottleRate}} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("%s rate %v is outside [0, 1]", r.name, r.v)
 		}
+	}
+	if b.RateLimit < 0 {
+		return fmt.Errorf("negative rate limit %d", b.RateLimit)
+	}
+	if b.Concurrency < 0 {
+		return fmt.Errorf("negative concurrency %d", b.Concurrency)
 	}
 	if b.AspectRatio != "" {
 		if _, err := parseAspect(b.AspectRatio); err != nil {

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+#
+# scripts/bench.sh: run likeness's benchmarks against a throwaway real Redis
+# and MinIO, exactly as scripts/test.sh runs the tests.
+#
+# It installs what is missing (redis-server from Debian, MinIO built once
+# from its Go module into the cache), starts Redis and MinIO on free
+# loopback ports, builds the likeness binary once into a temp dir, and runs
+# `likeness bench SCENARIO` with LIKENESS_REDIS_URL and LIKENESS_S3_* set.
+# The bench command starts its own `likeness sim-provider` (on a free
+# loopback port) and `likeness worker` processes from that binary, and
+# stops them however it ends; this script stops Redis and MinIO.
+#
+# Usage:
+#   scripts/bench.sh limits|makespan|overhead [likeness bench flags]
+#   scripts/bench.sh all [likeness bench flags]   the three, in sequence
+#
+# Progress goes to stderr; each scenario prints one JSON line on stdout.
+# The exit status is likeness bench's (0: targets met, 1: a target missed,
+# 2: bad input, 3: infrastructure); for `all`, the worst of the three.
+#
+# Environment:
+#   LIKENESS_CACHE  where MinIO is built (default $XDG_CACHE_HOME/likeness,
+#                   or ~/.cache/likeness)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+usage() {
+	printf 'usage: %s limits|makespan|overhead|all [likeness bench flags]\n' "${0##*/}" >&2
+	exit 2
+}
+(($#)) || usage
+scenario=$1
+shift
+case $scenario in
+limits | makespan | overhead) scenarios=("$scenario") ;;
+all) scenarios=(limits makespan overhead) ;;
+-h | --help) usage ;;
+*)
+	infra_log "unknown scenario: $scenario"
+	usage
+	;;
+esac
+
+command -v go >/dev/null || infra_die "go not found: install Go first (see go.mod for the version)"
+infra_ensure_redis
+infra_ensure_minio
+
+BENCH_BIN_DIR=""
+cleanup() {
+	infra_down
+	if [[ -n $BENCH_BIN_DIR ]]; then
+		rm -rf "$BENCH_BIN_DIR"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+BENCH_BIN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/likeness-bench-bin.XXXXXX")
+infra_log "building likeness into $BENCH_BIN_DIR"
+go build -o "$BENCH_BIN_DIR/likeness" ./cmd/likeness
+
+infra_up
+
+export LIKENESS_REDIS_URL=redis://$INFRA_REDIS_ADDR/0
+export LIKENESS_S3_ENDPOINT=$INFRA_S3_ENDPOINT
+export LIKENESS_S3_ACCESS_KEY=$INFRA_S3_ACCESS_KEY
+export LIKENESS_S3_SECRET_KEY=$INFRA_S3_SECRET_KEY
+export LIKENESS_S3_BUCKET=likeness
+export LIKENESS_S3_SECURE=false
+
+worst=0
+for s in "${scenarios[@]}"; do
+	infra_log "likeness bench $s $*"
+	status=0
+	"$BENCH_BIN_DIR/likeness" bench "$s" "$@" || status=$?
+	if ((status > worst)); then
+		worst=$status
+	fi
+	# Infrastructure trouble or bad flags will not improve for the next one.
+	if ((status >= 2)); then
+		break
+	fi
+done
+exit "$worst"
