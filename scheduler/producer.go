@@ -145,7 +145,7 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	if _, err := p.cfg.Store.PutIfAbsent(ctx, store.SpecKey(runID), s.Raw, "application/yaml"); err != nil {
 		return nil, fmt.Errorf("store spec: %w", err)
 	}
-	for _, t := range tasks {
+	for _, t := range interleave(tasks) {
 		payload := task.Generate{
 			RunID: runID, TaskID: t.ID, Character: t.Character, Prompt: t.Prompt, PromptText: t.PromptText,
 			Model: t.Model, ModelRef: t.ModelRef, Params: t.Params, Variant: t.Variant, Seed: t.Seed,
@@ -234,4 +234,28 @@ func (p *Producer) fetch(ctx context.Context, url string) (data []byte, ext, cty
 		return data, "webp", "image/webp", nil
 	}
 	return nil, "", "", fmt.Errorf("format %s is not accepted (PNG, JPEG or WebP)", format)
+}
+
+// interleave orders tasks round-robin over models, so the queue alternates
+// between models (and so between their providers' limits) instead of
+// holding long runs of one model that would fill every worker slot while
+// that model's limit is the bottleneck.
+func interleave(tasks []spec.Task) []spec.Task {
+	var order []string
+	groups := map[string][]spec.Task{}
+	for _, t := range tasks {
+		if _, ok := groups[t.Model]; !ok {
+			order = append(order, t.Model)
+		}
+		groups[t.Model] = append(groups[t.Model], t)
+	}
+	out := make([]spec.Task, 0, len(tasks))
+	for i := 0; len(out) < len(tasks); i++ {
+		for _, m := range order {
+			if g := groups[m]; i < len(g) {
+				out = append(out, g[i])
+			}
+		}
+	}
+	return out
 }

@@ -62,9 +62,22 @@ func (w *Worker) acquire(ctx context.Context, lim ratelimit.Limit, holder string
 	}
 }
 
+// A 429 asking for at most burstThrottle, with fewer than throttleBurst
+// 429s for the same limit within throttleWindow, is a burst throttle: the
+// task that got it waits exactly what the provider asked (it is requeued),
+// the rest of the fleet goes on. A longer wait, or 429s piling up, means the
+// fleet is at the provider's limit: every worker then waits until the
+// cooldown ends. (At the limit every request is refused, so the pile-up
+// takes a fraction of a second at any useful request rate.)
+const (
+	burstThrottle  = time.Second
+	throttleWindow = 3 * time.Second
+	throttleBurst  = 3
+)
+
 // report tells the fleet-wide limits what the provider answered: a RATE
-// answer sets the cooldown every worker honours, TRANSIENT failures feed the
-// circuit breaker, a success closes it.
+// answer sets the cooldown every worker honours (see burstThrottle),
+// TRANSIENT failures feed the circuit breaker, a success closes it.
 func (w *Worker) report(ctx context.Context, lim ratelimit.Limit, err error) {
 	if w.cfg.Limiter == nil {
 		return
@@ -74,7 +87,9 @@ func (w *Worker) report(ctx context.Context, lim ratelimit.Limit, err error) {
 	case "":
 		rerr = w.cfg.Limiter.ReportSuccess(ctx, lim.Key)
 	case provider.Rate:
-		if d := provider.RetryAfterOf(err); d > 0 {
+		d := max(provider.RetryAfterOf(err), time.Second)
+		var n int
+		if n, rerr = w.cfg.Limiter.NoteThrottle(ctx, lim.Key, throttleWindow); rerr == nil && (d > burstThrottle || n >= throttleBurst) {
 			rerr = w.cfg.Limiter.SetCooldown(ctx, lim.Key, time.Now().Add(d))
 		}
 	case provider.Transient:

@@ -218,3 +218,37 @@ func TestRetryRunsFailedTasksAgain(t *testing.T) {
 		t.Errorf("a second retry put back %d tasks; want 0", n)
 	}
 }
+
+// TestLoneBurstThrottleStopsOnlyItsTask: one 429 asking for a second is a
+// burst throttle; the other tasks go on at once.
+func TestLoneBurstThrottleStopsOnlyItsTask(t *testing.T) {
+	t.Parallel()
+	var answered time.Time
+	var mu sync.Mutex
+	wait1 := func(provider.Request) (*provider.Result, error) {
+		mu.Lock()
+		answered = time.Now()
+		mu.Unlock()
+		return nil, &provider.Error{Class: provider.Rate, Provider: "sim", Status: 429, Message: "burst", RetryAfter: time.Second}
+	}
+	slow := func(req provider.Request) (*provider.Result, error) {
+		time.Sleep(300 * time.Millisecond) // keep p1..p3 from starting before the 429
+		return good(req)
+	}
+	gen := &scripted{script: map[string][]step{"p0": {wait1}, "p1": {slow}}}
+	addr, db := testenv.RedisDB(t)
+	b := setupOn(t, addr, db, gen, nil, options{concurrency: 1})
+	st, _ := b.run(loadSpec(t, specWith("p0", "p1", "p2", "p3")))
+	if st.Succeeded != 4 {
+		t.Fatalf("%d succeeded; want 4", st.Succeeded)
+	}
+	soon := 0
+	for _, at := range gen.times() {
+		if d := at.Sub(answered); d > 0 && d < time.Second {
+			soon++
+		}
+	}
+	if soon == 0 {
+		t.Error("no call within a second of a lone 1s throttle: the whole fleet waited")
+	}
+}

@@ -54,7 +54,8 @@ type Config struct {
 	// the limit. Default 0.01 (1%).
 	Margin float64
 	// MinWait is the shortest wait reported when a concurrency slot is
-	// busy (the time a slot frees is unknown). Default 50ms.
+	// busy (the time a slot frees is unknown); waits are at most 4×MinWait,
+	// so a freed slot is taken within that. Default 20ms.
 	MinWait time.Duration
 	// Now is the clock for lease expiry. Default time.Now.
 	Now func() time.Time
@@ -79,7 +80,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 		cfg.Margin = 0.01
 	}
 	if cfg.MinWait <= 0 {
-		cfg.MinWait = 50 * time.Millisecond
+		cfg.MinWait = 20 * time.Millisecond
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -373,4 +374,21 @@ func (l *Limiter) State(ctx context.Context, key string) (State, error) {
 		}
 	}
 	return st, nil
+}
+
+var noteThrottle = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`)
+
+// NoteThrottle counts a provider's 429 for key and returns how many it has
+// answered within window (this one included), so a caller can tell a lone
+// burst throttle from a limit the fleet keeps hitting.
+func (l *Limiter) NoteThrottle(ctx context.Context, key string, window time.Duration) (int, error) {
+	n, err := noteThrottle.Run(ctx, l.rdb, []string{l.key(key, "throttles")}, window.Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: note throttle %s: %w", key, err)
+	}
+	return n, nil
 }
