@@ -30,6 +30,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 // Scenario names.
@@ -97,6 +99,9 @@ type Config struct {
 	// Logger receives the in-process worker's logs (overhead). Default:
 	// warnings and errors to Progress.
 	Logger *slog.Logger
+	// Telemetry, when set, traces the overhead scenario's pipeline (submit
+	// and every task), to measure what tracing costs. Nil: no tracing.
+	Telemetry *telemetry.Telemetry
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -236,7 +236,7 @@ func (e *env) loadSpec(f fanOut) (*spec.Spec, error) {
 func (e *env) submit(ctx context.Context, s *spec.Spec) (*scheduler.Submission, error) {
 	q := asynq.NewClient(e.redisOpt)
 	defer q.Close()
-	p, err := scheduler.New(scheduler.Config{Queue: q, Store: e.blobs, Runs: e.runs, Logger: e.cfg.Logger})
+	p, err := scheduler.New(scheduler.Config{Queue: q, Store: e.blobs, Runs: e.runs, Telemetry: e.cfg.Telemetry, Logger: e.cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

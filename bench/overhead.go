@@ -170,6 +170,7 @@ func (e *env) runPipeline(ctx context.Context, f fanOut) (timing, error) {
 		Generators:  map[string]provider.Generator{"sim": gen},
 		Limiter:     ratelimit.New(e.rdb, ratelimit.Config{}),
 		Concurrency: overheadConcurrency, Logger: e.cfg.Logger,
+		Telemetry: e.cfg.Telemetry,
 	})
 	if err != nil {
 		return timing{}, err

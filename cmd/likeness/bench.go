@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,12 +10,17 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/likeness-run/likeness/bench"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
 func (a *app) benchCmd() *cobra.Command {
-	var cfg bench.Config
+	var (
+		cfg     bench.Config
+		tracing bool
+	)
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO",
 		Short: "Benchmark against real Redis/MinIO and the simulator; ends with one JSON line",
@@ -76,6 +82,19 @@ configuration, 3 when Redis or the object store do not answer.`,
 			}
 			cfg.Progress = a.stderr
 			cfg.Logger = a.log
+			if tracing {
+				// Every span is created, batched and exported, to an
+				// exporter that drops it: the cost of tracing without a
+				// collector's network in the measurement.
+				tel, err := telemetry.Setup(cmd.Context(), telemetry.Config{Logger: a.log, Getenv: func(string) string { return "" },
+					SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewBatchSpanProcessor(discardSpans{})}})
+				if err != nil {
+					return err
+				}
+				defer tel.Shutdown(context.WithoutCancel(cmd.Context()))
+				cfg.Telemetry = tel
+				fmt.Fprintln(a.stderr, "bench: tracing on (every span batched and exported to a discarding exporter)")
+			}
 			res, err := bench.Run(cmd.Context(), cfg, args[0])
 			switch {
 			case errors.Is(err, bench.ErrConfig):
@@ -101,5 +120,12 @@ configuration, 3 when Redis or the object store do not answer.`,
 	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000)")
 	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the three Redis databases the scenarios flush and use")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the scenario's files (spec, limits, process logs) under this directory")
+	f.BoolVar(&tracing, "tracing", false, "trace the overhead scenario's pipeline (spans exported to a discarding exporter)")
 	return cmd
 }
+
+// discardSpans is a span exporter that drops what it is given.
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }

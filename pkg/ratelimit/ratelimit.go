@@ -174,11 +174,15 @@ func (l *Limiter) Acquire(ctx context.Context, lim Limit, holder string) (*Lease
 	return lease, nil, nil
 }
 
-// gcra spaces requests evenly with a burst of one, so no window of any
-// length holds more than the limit allows, slowed by Margin.
+// gcra spaces requests evenly, slowed by Margin. Its burst is the slack the
+// margin leaves in a minute (b + R/(1+m) <= R), at least one: a grant that
+// comes late (a busy machine, a Redis round trip) is made up by the next
+// ones instead of lost, and still no one-minute window holds more than the
+// limit.
 func (l *Limiter) gcra(perMinute int) redis_rate.Limit {
 	period := time.Duration(float64(time.Minute) * (1 + l.cfg.Margin))
-	return redis_rate.Limit{Rate: perMinute, Burst: 1, Period: period}
+	burst := int(float64(perMinute) * l.cfg.Margin / (1 + l.cfg.Margin))
+	return redis_rate.Limit{Rate: perMinute, Burst: max(1, burst), Period: period}
 }
 
 // Keep refreshes the lease's slot until Release, so a long provider call

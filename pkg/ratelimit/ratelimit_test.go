@@ -91,13 +91,17 @@ func TestRateSharedAcrossProcesses(t *testing.T) {
 		t.Fatalf("grants: parent %d, child %d; both processes should get some", len(mine), len(theirs))
 	}
 	all := append(append([]time.Time(nil), mine...), theirs...)
-	// 1200/min is one per 50ms: in any 1s window at most 20 (+1 for window
-	// edges), over ~3s about 60 in all.
-	if n := maxInWindow(all, time.Second); n > 21 {
-		t.Errorf("%d grants in one second across both processes; the limit allows 20", n)
+	// 1200/min with the 1% margin is one grant per 50.5ms, after a burst of
+	// 11 (the slack the margin leaves in a minute). Over the 3s run both
+	// processes together get at most burst + 3s/50.5ms + 1 = 71 grants, and
+	// nearly all of them: the limit is shared, and used.
+	const burst = 11
+	maxAll := burst + int(3*time.Second/(50500*time.Microsecond)) + 1
+	if total := len(all); total > maxAll || total < maxAll*9/10 {
+		t.Errorf("%d grants in 3s across both processes; want at most %d, and close to it", total, maxAll)
 	}
-	if total := len(all); total < 45 || total > 63 {
-		t.Errorf("%d grants in 3s across both processes; want about 60", total)
+	if n := maxInWindow(all, time.Second); n > burst+21 {
+		t.Errorf("%d grants in one second across both processes; the limit allows %d", n, burst+21)
 	}
 }
 
