@@ -13,6 +13,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/provider/sim"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/pkg/telemetry"
 	"github.com/likeness-run/likeness/worker"
 )
 
@@ -35,33 +36,62 @@ const (
 
 func runOverhead(ctx context.Context, e *env) (Result, error) {
 	n := pick(e.cfg.Tasks, overheadTasks)
-	f := fanOutFor("bench-overhead", n, 4, []specModel{{id: "zero", ref: "sim:kontext", params: "{latency_ms: 0, size: 64}"}})
-	n = f.tasks()
-	e.progressf("%d tasks each: the pipeline on sim:kontext (latency 0, 64 px) in this process, and asynq no-ops; concurrency %d",
-		n, overheadConcurrency)
+	model := []specModel{{id: "zero", ref: "sim:kontext", params: "{latency_ms: 0, size: 64}"}}
+	// Untraced, the pipeline works one run of n tasks. Traced (Config.
+	// Telemetry set), it works four runs of n/4 in the order untraced,
+	// traced, traced, untraced, so that a machine getting faster or slower
+	// during the scenario weighs on both sides alike; on a shared 2-core VM
+	// two separate runs of the same command differ by more than tracing
+	// costs.
+	blocks := []bool{false}
+	if e.cfg.Telemetry != nil {
+		blocks = []bool{false, true, true, false}
+	}
+	fans := make([]fanOut, len(blocks))
+	total := 0
+	for i := range blocks {
+		fans[i] = fanOutFor(fmt.Sprintf("bench-overhead-%d", i+1), n/len(blocks), 4, model)
+		total += fans[i].tasks()
+	}
+	perBlock := fans[0].tasks()
+	e.progressf("%d tasks in %d run(s) of %d: the pipeline on sim:kontext (latency 0, 64 px) in this process, and as many asynq no-ops; concurrency %d",
+		total, len(blocks), perBlock, overheadConcurrency)
 
 	// The bare asynq baseline, with payloads the size of a generate task's.
-	raw, err := e.runNoop(ctx, n)
+	raw, err := e.runNoop(ctx, perBlock)
 	if err != nil {
 		return nil, err
 	}
 	e.progressf("asynq no-op: %d tasks in %s: %.0f tasks/s, handler p50 %s p99 %s",
-		n, raw.elapsed.Round(time.Millisecond), raw.perSecond(n), Percentile(raw.durations, 0.5), Percentile(raw.durations, 0.99))
+		perBlock, raw.elapsed.Round(time.Millisecond), raw.perSecond(perBlock), Percentile(raw.durations, 0.5), Percentile(raw.durations, 0.99))
 
-	pipe, err := e.runPipeline(ctx, f)
-	if err != nil {
-		return nil, err
+	var plain, traced timing
+	for i, tr := range blocks {
+		tel, side, label := (*telemetry.Telemetry)(nil), &plain, "pipeline"
+		if tr {
+			tel, side, label = e.cfg.Telemetry, &traced, "pipeline (traced)"
+		}
+		t, err := e.runPipeline(ctx, fans[i], tel)
+		if err != nil {
+			return nil, err
+		}
+		e.progressf("%s: %d tasks in %s: %.0f tasks/s, handler p50 %s p99 %s", label,
+			len(t.durations), t.elapsed.Round(time.Millisecond), t.perSecond(len(t.durations)), Percentile(t.durations, 0.5), Percentile(t.durations, 0.99))
+		side.add(t)
 	}
-	e.progressf("pipeline: %d tasks in %s: %.0f tasks/s, handler p50 %s p99 %s",
-		n, pipe.elapsed.Round(time.Millisecond), pipe.perSecond(n), Percentile(pipe.durations, 0.5), Percentile(pipe.durations, 0.99))
 
-	p99 := Percentile(pipe.durations, 0.99) - Percentile(raw.durations, 0.99)
-	return OverheadResult{
-		Scenario: ScenarioOverhead, Tasks: n,
-		TasksPerS: round3(pipe.perSecond(n)), RawAsynqTasksPerS: round3(raw.perSecond(n)),
-		Ratio:         round3(ratio(pipe.perSecond(n), raw.perSecond(n))),
+	p99 := Percentile(plain.durations, 0.99) - Percentile(raw.durations, 0.99)
+	res := OverheadResult{
+		Scenario: ScenarioOverhead, Tasks: total,
+		TasksPerS: round3(plain.perSecond(len(plain.durations))), RawAsynqTasksPerS: round3(raw.perSecond(perBlock)),
+		Ratio:         round3(ratio(plain.perSecond(len(plain.durations)), raw.perSecond(perBlock))),
 		P99OverheadMS: round3(float64(p99) / float64(time.Millisecond)),
-	}, nil
+	}
+	if len(traced.durations) > 0 {
+		res.TracedTasksPerS = round3(traced.perSecond(len(traced.durations)))
+		res.TracingRatio = round3(ratio(res.TracedTasksPerS, res.TasksPerS))
+	}
+	return res, nil
 }
 
 // timing is what one side of the overhead scenario measured.
@@ -71,6 +101,12 @@ type timing struct {
 }
 
 func (t timing) perSecond(n int) float64 { return ratio(float64(n), t.elapsed.Seconds()) }
+
+// add counts o's tasks and time into t.
+func (t *timing) add(o timing) {
+	t.elapsed += o.elapsed
+	t.durations = append(t.durations, o.durations...)
+}
 
 // meter wraps a handler: it times every task of type typ and reports when
 // n of them have succeeded.
@@ -159,8 +195,9 @@ func (e *env) runNoop(ctx context.Context, n int) (timing, error) {
 }
 
 // runPipeline submits the spec and works it with an in-process worker's
-// handler, behind the same asynq server configuration as the no-op.
-func (e *env) runPipeline(ctx context.Context, f fanOut) (timing, error) {
+// handler, behind the same asynq server configuration as the no-op, traced
+// by tel when it is not nil.
+func (e *env) runPipeline(ctx context.Context, f fanOut, tel *telemetry.Telemetry) (timing, error) {
 	gen, err := sim.New(sim.Config{})
 	if err != nil {
 		return timing{}, err
@@ -170,7 +207,7 @@ func (e *env) runPipeline(ctx context.Context, f fanOut) (timing, error) {
 		Generators:  map[string]provider.Generator{"sim": gen},
 		Limiter:     ratelimit.New(e.rdb, ratelimit.Config{}),
 		Concurrency: overheadConcurrency, Logger: e.cfg.Logger,
-		Telemetry: e.cfg.Telemetry,
+		Telemetry: tel,
 	})
 	if err != nil {
 		return timing{}, err

@@ -96,10 +96,26 @@ type OverheadResult struct {
 	// P99OverheadMS is the 99th percentile of the pipeline handler's wall
 	// time per task minus that of the no-op handler, in milliseconds.
 	P99OverheadMS float64 `json:"p99_overhead_ms"`
+	// TracedTasksPerS is TasksPerS with every task traced (bench
+	// --tracing): the pipeline runs untraced, traced, traced, untraced, a
+	// quarter of the tasks each, and TasksPerS counts the untraced runs.
+	TracedTasksPerS float64 `json:"traced_tasks_per_s,omitempty"`
+	// TracingRatio is TracedTasksPerS / TasksPerS.
+	TracingRatio float64 `json:"tracing_ratio,omitempty"`
 }
 
-// Check reports nothing: the overhead scenario measures, it has no target.
-func (r OverheadResult) Check() error { return nil }
+// MinTracingRatio is the share of the untraced throughput the pipeline must
+// keep when traced: tracing costs at most 5%.
+const MinTracingRatio = 0.95
+
+// Check holds the overhead scenario to one target, and only when it was
+// traced: tracing costs at most 5% of the throughput. Untraced, it measures.
+func (r OverheadResult) Check() error {
+	if r.TracedTasksPerS > 0 && r.TracingRatio < MinTracingRatio {
+		return fmt.Errorf("tracing_ratio %.3f: traced throughput %.1f tasks/s is more than 5%% below untraced %.1f", r.TracingRatio, r.TracedTasksPerS, r.TasksPerS)
+	}
+	return nil
+}
 
 // AchievedRatio is the steady-state share of a rate limit a client used:
 // accepted creates spread over [first, last] make accepted-1 intervals, so

@@ -102,6 +102,8 @@ func TestResultJSON(t *testing.T) {
 			`{"scenario":"makespan","tasks":2000,"makespan_s":99.5,"lower_bound_s":93.75,"ratio":1.061,"succeeded":2000}`},
 		{OverheadResult{Scenario: "overhead", Tasks: 20000, TasksPerS: 150.5, RawAsynqTasksPerS: 3000, Ratio: 0.05, P99OverheadMS: 41.2},
 			`{"scenario":"overhead","tasks":20000,"tasks_per_s":150.5,"raw_asynq_tasks_per_s":3000,"ratio":0.05,"p99_overhead_ms":41.2}`},
+		{OverheadResult{Scenario: "overhead", Tasks: 20000, TasksPerS: 150.5, RawAsynqTasksPerS: 3000, Ratio: 0.05, P99OverheadMS: 41.2, TracedTasksPerS: 148, TracingRatio: 0.983},
+			`{"scenario":"overhead","tasks":20000,"tasks_per_s":150.5,"raw_asynq_tasks_per_s":3000,"ratio":0.05,"p99_overhead_ms":41.2,"traced_tasks_per_s":148,"tracing_ratio":0.983}`},
 	}
 	for _, tt := range tests {
 		got, err := json.Marshal(tt.res)
@@ -126,7 +128,9 @@ func TestCheck(t *testing.T) {
 			[]string{"achieved_ratio 0.900", "3 one-minute windows", "max_in_flight 9 exceeds the cap 8"}},
 		{"makespan met", MakespanResult{Tasks: 10, Succeeded: 10, Ratio: 1.1}, nil},
 		{"makespan missed", MakespanResult{Tasks: 10, Succeeded: 9, Ratio: 1.2}, []string{"1.200×", "9 of 10 tasks"}},
-		{"overhead has no target", OverheadResult{Ratio: 0.01}, nil},
+		{"overhead untraced has no target", OverheadResult{Ratio: 0.01}, nil},
+		{"overhead traced within 5%", OverheadResult{TasksPerS: 100, TracedTasksPerS: 95, TracingRatio: 0.95}, nil},
+		{"overhead traced too slow", OverheadResult{TasksPerS: 100, TracedTasksPerS: 90, TracingRatio: 0.9}, []string{"tracing_ratio 0.900", "90.0 tasks/s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -18,8 +19,9 @@ import (
 
 func (a *app) benchCmd() *cobra.Command {
 	var (
-		cfg     bench.Config
-		tracing bool
+		cfg        bench.Config
+		tracing    bool
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO",
@@ -95,6 +97,13 @@ configuration, 3 when Redis or the object store do not answer.`,
 				cfg.Telemetry = tel
 				fmt.Fprintln(a.stderr, "bench: tracing on (every span batched and exported to a discarding exporter)")
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return inputErr(err)
+				}
+				defer stop()
+			}
 			res, err := bench.Run(cmd.Context(), cfg, args[0])
 			switch {
 			case errors.Is(err, bench.ErrConfig):
@@ -120,7 +129,8 @@ configuration, 3 when Redis or the object store do not answer.`,
 	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000)")
 	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the three Redis databases the scenarios flush and use")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the scenario's files (spec, limits, process logs) under this directory")
-	f.BoolVar(&tracing, "tracing", false, "trace the overhead scenario's pipeline (spans exported to a discarding exporter)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process to this file (go tool pprof FILE); the overhead scenario's pipeline runs in it")
+	f.BoolVar(&tracing, "tracing", false, "overhead: work half the tasks traced (runs untraced, traced, traced, untraced; spans exported to a discarding exporter) and report traced_tasks_per_s and tracing_ratio, target >= 0.95")
 	return cmd
 }
 
@@ -129,3 +139,19 @@ type discardSpans struct{}
 
 func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discardSpans) Shutdown(context.Context) error                             { return nil }
+
+// startCPUProfile profiles this process until the returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
