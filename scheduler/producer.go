@@ -112,7 +112,7 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	tasks := s.Expand()
 	ctx, span := p.cfg.Telemetry.StartRun(ctx, runID, len(tasks))
 	defer func() { telemetry.End(span, err) }()
-	refKeys, err := p.uploadReferences(ctx, s)
+	refKeys, edits, err := p.uploadReferences(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,8 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 		payload := task.Generate{
 			RunID: runID, TaskID: t.ID, Character: t.Character, Prompt: t.Prompt, PromptText: t.PromptText,
 			Model: t.Model, ModelRef: t.ModelRef, Params: t.Params, Variant: t.Variant, Seed: t.Seed,
-			RefKey: refKeys[t.Character], OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
+			RefKey: refKeys[t.Character], EditImageKey: edits[t.Prompt][0], EditMaskKey: edits[t.Prompt][1],
+			OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
 			Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
 		}
 		b, err := json.Marshal(payload)
@@ -174,30 +175,51 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	return sub, nil
 }
 
-// uploadReferences stores each character's reference at refs/<sha256>.<ext>
-// and returns the object key per character id. Identical images are stored
-// once.
-func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (map[string]string, error) {
-	keys := make(map[string]string, len(s.Characters))
+// uploadReferences stores each character's reference, and each edit
+// prompt's image and mask, at refs/<sha256>.<ext>, and returns the object
+// keys: per character id, and per prompt id the image's and the mask's.
+// Identical images are stored once.
+func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (refs map[string]string, edits map[string][2]string, err error) {
+	refs = make(map[string]string, len(s.Characters))
 	for _, c := range s.Characters {
-		ref := c.Reference
-		data, sum, ext, ctype := ref.Data, ref.SHA256, ref.Ext, ref.ContentType
-		if ref.Remote {
-			var err error
-			data, ext, ctype, err = p.fetch(ctx, ref.Source)
-			if err != nil {
-				return nil, fmt.Errorf("character %s: reference %s: %w", c.ID, ref.Source, err)
-			}
-			h := sha256.Sum256(data)
-			sum = hex.EncodeToString(h[:])
+		if refs[c.ID], err = p.upload(ctx, c.Reference); err != nil {
+			return nil, nil, fmt.Errorf("character %s: reference %s: %w", c.ID, c.Reference.Source, err)
 		}
-		key := store.RefKey(sum, ext)
-		if _, err := p.cfg.Store.PutIfAbsent(ctx, key, data, ctype); err != nil {
-			return nil, fmt.Errorf("upload reference for %s: %w", c.ID, err)
-		}
-		keys[c.ID] = key
 	}
-	return keys, nil
+	edits = map[string][2]string{}
+	for _, pr := range s.Prompts {
+		if pr.Edit == nil {
+			continue
+		}
+		var keys [2]string
+		for i, r := range []spec.Reference{pr.Edit.Image, pr.Edit.Mask} {
+			if keys[i], err = p.upload(ctx, r); err != nil {
+				return nil, nil, fmt.Errorf("prompt %s: %s %s: %w", pr.ID, [2]string{"image", "mask"}[i], r.Source, err)
+			}
+		}
+		edits[pr.ID] = keys
+	}
+	return refs, edits, nil
+}
+
+// upload stores one image content-addressed, downloading it first when it
+// is remote, and returns its key.
+func (p *Producer) upload(ctx context.Context, ref spec.Reference) (string, error) {
+	data, sum, ext, ctype := ref.Data, ref.SHA256, ref.Ext, ref.ContentType
+	if ref.Remote {
+		var err error
+		data, ext, ctype, err = p.fetch(ctx, ref.Source)
+		if err != nil {
+			return "", err
+		}
+		h := sha256.Sum256(data)
+		sum = hex.EncodeToString(h[:])
+	}
+	key := store.RefKey(sum, ext)
+	if _, err := p.cfg.Store.PutIfAbsent(ctx, key, data, ctype); err != nil {
+		return "", fmt.Errorf("upload: %w", err)
+	}
+	return key, nil
 }
 
 // fetch downloads a remote reference and checks that it is an image.

@@ -100,6 +100,20 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	}
 	refCfg, _, _ := image.DecodeConfig(bytes.NewReader(ref.Data))
 	want := expectation(model, p.Params, refCfg.Width, refCfg.Height)
+	var editImage, editMask *provider.Image
+	if p.EditImageKey != "" {
+		img, err := w.reference(ctx, p.EditImageKey)
+		if err != nil {
+			return fmt.Errorf("load edit image %s: %w", p.EditImageKey, err)
+		}
+		mask, err := w.reference(ctx, p.EditMaskKey)
+		if err != nil {
+			return fmt.Errorf("load edit mask %s: %w", p.EditMaskKey, err)
+		}
+		editImage, editMask = &img, &mask
+		cfg, _, _ := image.DecodeConfig(bytes.NewReader(img.Data))
+		want = editExpectation(model, cfg.Width, cfg.Height)
+	}
 
 	// Budget: reserve the list price before spending it.
 	if ok, err := w.cfg.Runs.Reserve(ctx, p.RunID, p.TaskID, model.Pricing.For(p.Params)); err != nil {
@@ -128,7 +142,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	pctx, pspan := telemetry.Start(ctx, telemetry.SpanProviderSubmit, telemetry.GenAI(model.Provider, model.Ref)...)
 	res, err := gen.Generate(pctx, provider.Request{
 		Model: model.Name, Prompt: p.PromptText, Character: p.Character, Reference: ref, Seed: seed,
-		Width: want.Width, Height: want.Height, Params: p.Params,
+		Width: want.Width, Height: want.Height, Params: p.Params, Image: editImage, Mask: editMask,
 	})
 	if res != nil {
 		pspan.SetAttributes(telemetry.ResponseID(res.RequestID), telemetry.CostUSD(res.CostUSD))
@@ -264,6 +278,17 @@ func expectation(m provider.Model, params map[string]any, refW, refH int) imagec
 	return want
 }
 
+// editExpectation is what an inpainting output must be. The simulator keeps
+// the edited image's frame exactly. Hosted models choose: Ideogram keeps the
+// image's frame, gpt-image-1 answers in its size parameter, so only the
+// decode and blank checks apply there.
+func editExpectation(m provider.Model, imageW, imageH int) imagecheck.Want {
+	if m.Provider != "sim" || imageW <= 0 || imageH <= 0 {
+		return imagecheck.Want{}
+	}
+	return imagecheck.Want{Width: imageW, Height: imageH, AspectRatio: float64(imageW) / float64(imageH)}
+}
+
 func (w *Worker) reference(ctx context.Context, key string) (provider.Image, error) {
 	data, ok := w.refs.get(key)
 	if !ok {
@@ -288,7 +313,7 @@ func (w *Worker) baseRecord(p task.Generate, ck string) *manifest.Record {
 	return &manifest.Record{
 		Run: p.RunID, Task: p.TaskID, Character: p.Character, Prompt: p.Prompt, PromptText: p.PromptText,
 		Model: p.Model, ModelRef: p.ModelRef, Provider: provName, Variant: p.Variant, Seed: p.Seed,
-		ReferenceKey: p.RefKey, ContentKey: ck, Worker: w.cfg.ID,
+		ReferenceKey: p.RefKey, EditImageKey: p.EditImageKey, EditMaskKey: p.EditMaskKey, ContentKey: ck, Worker: w.cfg.ID,
 	}
 }
 

@@ -303,9 +303,9 @@ func (a *app) modelsCmd() *cobra.Command {
 				return enc.Encode(models)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "MODEL\tPRICE/IMAGE\tLATENCY\tLIMITS\tPARAMETERS")
+			fmt.Fprintln(tw, "MODEL\tPRICE/IMAGE\tLATENCY\tLIMITS\tINPAINT\tPARAMETERS")
 			for _, m := range models {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Ref, priceText(m.Pricing), m.Latency, limitsText(m.Limits), paramsText(m.Params))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Ref, priceText(m.Pricing), m.Latency, limitsText(m.Limits), yesNo(m.Inpainting), paramsText(m.Params))
 			}
 			return tw.Flush()
 		},
@@ -322,8 +322,8 @@ func (a *app) printModel(m provider.Model, lim ratelimit.Limit, asJSON bool) err
 		enc.SetIndent("", "  ")
 		return enc.Encode(m)
 	}
-	fmt.Fprintf(a.stdout, "%s\n  %s\n  price %s · typical latency %s · limits %s · output %s\n\n",
-		m.Ref, m.Description, priceText(m.Pricing), m.Latency, limitsText(m.Limits), m.Output)
+	fmt.Fprintf(a.stdout, "%s\n  %s\n  price %s · typical latency %s · limits %s · output %s · inpainting %s\n\n",
+		m.Ref, m.Description, priceText(m.Pricing), m.Latency, limitsText(m.Limits), m.Output, yesNo(m.Inpainting))
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARAMETER\tTYPE\tDEFAULT\tALLOWED\tDESCRIPTION")
 	for _, p := range m.Params {
@@ -453,4 +453,11 @@ Workers must be running to do the work.`,
 			return nil
 		},
 	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -54,6 +54,10 @@ type Record struct {
 	Status Status `json:"status"`
 	// ReferenceKey is the character reference's object key.
 	ReferenceKey string `json:"reference_key"`
+	// EditImageKey and EditMaskKey are the object keys of the image an
+	// inpainting prompt repaints and of its mask; empty for other prompts.
+	EditImageKey string `json:"edit_image_key,omitempty"`
+	EditMaskKey  string `json:"edit_mask_key,omitempty"`
 	OutputKey    string `json:"output_key,omitempty"`
 	SHA256       string `json:"sha256,omitempty"`
 	Width        int    `json:"width,omitempty"`

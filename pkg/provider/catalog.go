@@ -39,6 +39,9 @@ func simModels() []Model {
 			Params: simParams(), Output: OutputInline,
 			Pricing: Pricing{Base: price}, Latency: latency,
 			Limits: Limits{Key: "sim", Concurrency: 16},
+			// Like the models they stand for: Ideogram and gpt-image-1
+			// repaint a masked image, the others do not.
+			Inpainting: name == "ideogram" || name == "gpt-image",
 		}
 	}
 	return []Model{

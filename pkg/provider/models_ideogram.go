@@ -45,6 +45,8 @@ func ideogramModels() []Model {
 		},
 		Latency: 14500 * time.Millisecond,
 		Limits:  Limits{Key: "ideogram", Concurrency: 10},
+		// The adapter sends an inpainting request to /v1/ideogram-v3/inpaint.
+		Inpainting: true,
 	}}
 }
 

@@ -46,5 +46,7 @@ func openaiModels() []Model {
 		Pricing: Pricing{Base: 0.167, ByParam: "quality", Table: map[string]float64{"low": 0.011, "medium": 0.042, "high": 0.167, "auto": 0.167}},
 		Latency: 35 * time.Second,
 		Limits:  Limits{Key: "openai", RequestsPerMinute: 5, Concurrency: 8},
+		// /images/edits with the image first and the mask as its alpha.
+		Inpainting: true,
 	}}
 }

@@ -42,7 +42,7 @@ func replicateModels() []Model {
 			{Name: "resolution", Type: String, Enum: []string{"720p", "1080p"}, Default: "1080p", Description: "output resolution; also the price tier"},
 		}
 	}
-	return []Model{
+	models := []Model{
 		mk("black-forest-labs/flux-kontext-pro", "FLUX.1 Kontext [pro]: instruction edit of the reference", kontextPro(), OutputURI,
 			Pricing{Base: 0.04}, 5*time.Second),
 		mk("black-forest-labs/flux-kontext-max", "FLUX.1 Kontext [max]: best-quality Kontext edit", kontextPro(), OutputURI,
@@ -89,4 +89,10 @@ func replicateModels() []Model {
 		mk("intelligent-utilities/topic-tags", "topic tags for a text (dataset tagging; not an image model)", []Param{},
 			OutputText, Pricing{}, 2500*time.Millisecond),
 	}
+	for i := range models {
+		// Of the Replicate models, only Ideogram Character takes an image
+		// and mask to repaint (providers.md, section 1).
+		models[i].Inpainting = models[i].Name == "ideogram-ai/ideogram-character"
+	}
+	return models
 }

@@ -97,6 +97,10 @@ type Model struct {
 	// Latency is the typical wall time per image.
 	Latency time.Duration `json:"latency_ns"`
 	Limits  Limits        `json:"limits"`
+	// Inpainting is true when the model accepts Request.Image and
+	// Request.Mask: repaint the mask's white area of an image, with the
+	// character reference. Specs ask for it per prompt (image and mask).
+	Inpainting bool `json:"inpainting,omitempty"`
 }
 
 // Param returns the named parameter.

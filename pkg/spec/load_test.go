@@ -118,7 +118,7 @@ func TestLoadFileErrors(t *testing.T) {
 			`testdata/unknown-fields.yaml:2: variant: unknown field (allowed: version, name, characters, prompts, models, variants, seed, budget_usd, output_retries, max_attempts, tags)`,
 			`testdata/unknown-fields.yaml:4: characters[0].reference: required`,
 			`testdata/unknown-fields.yaml:5: characters[0].refrence: unknown field (allowed: id, reference)`,
-			`testdata/unknown-fields.yaml:9: prompts[0].negative: unknown field (allowed: id, text)`,
+			`testdata/unknown-fields.yaml:9: prompts[0].negative: unknown field (allowed: id, text, image, mask)`,
 			`testdata/unknown-fields.yaml:13: models[0].parameters: unknown field (allowed: id, model, params)`,
 			`testdata/unknown-fields.yaml:15: tags.count: unknown field (allowed: number_of_tags)`,
 		}},

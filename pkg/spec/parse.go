@@ -35,7 +35,7 @@ const maxDepth = 16
 var (
 	topFields       = []string{"version", "name", "characters", "prompts", "models", "variants", "seed", "budget_usd", "output_retries", "max_attempts", "tags"}
 	characterFields = []string{"id", "reference"}
-	promptFields    = []string{"id", "text"}
+	promptFields    = []string{"id", "text", "image", "mask"}
 	modelFields     = []string{"id", "model", "params"}
 	tagsFields      = []string{"number_of_tags"}
 
@@ -51,6 +51,10 @@ type parser struct {
 	models Models
 	errs   Errors
 	loaded map[string]Reference // references already read, by name in refs
+	// editLines and modelLines are the lines of prompts' image fields and
+	// of models' model fields, by index in Spec.Prompts and Spec.Models,
+	// for the check that every model can inpaint when a prompt asks for it.
+	editLines, modelLines map[int]int
 }
 
 // entry is one key/value pair of a mapping.
@@ -63,7 +67,8 @@ func parse(file string, data []byte, refs fs.FS, dir string, models Models) (*Sp
 	if models == nil {
 		models = provider.DefaultRegistry()
 	}
-	p := &parser{file: file, refs: refs, dir: dir, models: models, loaded: map[string]Reference{}}
+	p := &parser{file: file, refs: refs, dir: dir, models: models, loaded: map[string]Reference{},
+		editLines: map[int]int{}, modelLines: map[int]int{}}
 	s := &Spec{
 		File: file, Raw: data,
 		Variants: DefaultVariants, OutputRetries: DefaultOutputRetries, MaxAttempts: DefaultMaxAttempts,
@@ -143,6 +148,7 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 	p.characters(top, root, s)
 	p.prompts(top, root, s)
 	p.modelList(top, root, s)
+	p.inpainting(s)
 	if e, ok := top["variants"]; ok && !isNull(e.val) {
 		if v, ok := p.integer(e.val, "variants", 1, MaxVariants); ok {
 			s.Variants = int(v)
@@ -224,8 +230,73 @@ func (p *parser) prompts(top map[string]entry, root *yaml.Node, s *Spec) {
 				pr.Text = text
 			}
 		}
+		if pr.Edit = p.edit(m, path); pr.Edit != nil {
+			p.editLines[len(s.Prompts)] = m["image"].key.Line
+		}
 		s.Prompts = append(s.Prompts, pr)
 	}
+}
+
+// inpainting refuses a model that cannot repaint an image in a spec whose
+// prompts ask for it: every prompt runs on every model.
+func (p *parser) inpainting(s *Spec) {
+	first := -1
+	for i, pr := range s.Prompts {
+		if pr.Edit != nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return
+	}
+	for i, m := range s.Models {
+		line, ok := p.modelLines[i]
+		if !ok || m.Info.Ref == "" || m.Info.Inpainting {
+			continue
+		}
+		p.errorf(line, fmt.Sprintf("models[%d].model", i),
+			"%s cannot inpaint, and prompts[%d] (line %d) gives an image and mask to repaint; every prompt runs on every model, so use models that can (the INPAINT column of `likeness models`) or put the edit prompts in a spec of their own",
+			m.Ref, first, p.editLines[first])
+	}
+}
+
+// edit reads a prompt's image and mask: both or neither, each a reference
+// like a character's, and the mask the image's size.
+func (p *parser) edit(m map[string]entry, path string) *Edit {
+	img, hasImage := m["image"]
+	mask, hasMask := m["mask"]
+	hasImage = hasImage && !isNull(img.val)
+	hasMask = hasMask && !isNull(mask.val)
+	switch {
+	case !hasImage && !hasMask:
+		return nil
+	case !hasMask:
+		p.errorf(img.key.Line, path+".image", "needs a mask beside it (mask: a PNG of the image's size, white where the character is painted in, black where the image is kept)")
+	case !hasImage:
+		p.errorf(mask.key.Line, path+".mask", "needs the image it masks beside it (image: the picture to repaint)")
+	}
+	if !hasImage || !hasMask {
+		return nil
+	}
+	var ed Edit
+	src, ok1 := p.str(img.val, path+".image")
+	if ok1 {
+		ed.Image, ok1 = p.reference(img.val.Line, path+".image", src)
+	}
+	src, ok2 := p.str(mask.val, path+".mask")
+	if ok2 {
+		ed.Mask, ok2 = p.reference(mask.val.Line, path+".mask", src)
+	}
+	if !ok1 || !ok2 {
+		return nil
+	}
+	if !ed.Image.Remote && !ed.Mask.Remote && (ed.Image.Width != ed.Mask.Width || ed.Image.Height != ed.Mask.Height) {
+		p.errorf(mask.val.Line, path+".mask", "is %dx%d but the image is %dx%d; the mask must be the image's size",
+			ed.Mask.Width, ed.Mask.Height, ed.Image.Width, ed.Image.Height)
+		return nil
+	}
+	return &ed
 }
 
 func (p *parser) modelList(top map[string]entry, root *yaml.Node, s *Spec) {
@@ -269,6 +340,7 @@ func (p *parser) modelList(top map[string]entry, root *yaml.Node, s *Spec) {
 			missingLine = params.key.Line
 		}
 		md.Info = p.resolve(ref, md.Params, undecoded, path, e.val.Line, missingLine, keyLines)
+		p.modelLines[len(s.Models)] = e.val.Line
 		s.Models = append(s.Models, md)
 	}
 }

@@ -109,6 +109,18 @@ type Prompt struct {
 	ID string
 	// Text is the prompt with surrounding white space trimmed.
 	Text string
+	// Edit, when set, makes the prompt an inpainting edit: every model of
+	// the spec repaints the mask's area of Edit.Image with the character,
+	// as the text says, instead of composing a new picture from the
+	// reference. Every model must support it (provider.Model.Inpainting).
+	Edit *Edit
+}
+
+// Edit is an image to repaint and its mask. The mask has the image's size;
+// its white (non-black) pixels are repainted and its black pixels kept,
+// whatever the provider's own convention (adapters convert it).
+type Edit struct {
+	Image, Mask Reference
 }
 
 // Model is one model to run every prompt on.
@@ -187,8 +199,10 @@ func (s *Spec) Digest() string {
 		Reference string `json:"reference"`
 	}
 	type prompt struct {
-		ID   string `json:"id"`
-		Text string `json:"text"`
+		ID    string `json:"id"`
+		Text  string `json:"text"`
+		Image string `json:"image,omitempty"`
+		Mask  string `json:"mask,omitempty"`
 	}
 	type model struct {
 		ID     string         `json:"id"`
@@ -212,14 +226,14 @@ func (s *Spec) Digest() string {
 		MaxAttempts: s.MaxAttempts, Tags: s.Tags.NumberOfTags,
 	}
 	for _, ch := range s.Characters {
-		ref := "sha256:" + ch.Reference.SHA256
-		if ch.Reference.Remote {
-			ref = ch.Reference.Source
-		}
-		c.Characters = append(c.Characters, character{ID: ch.ID, Reference: ref})
+		c.Characters = append(c.Characters, character{ID: ch.ID, Reference: ch.Reference.identity()})
 	}
 	for _, p := range s.Prompts {
-		c.Prompts = append(c.Prompts, prompt(p))
+		pr := prompt{ID: p.ID, Text: p.Text}
+		if p.Edit != nil {
+			pr.Image, pr.Mask = p.Edit.Image.identity(), p.Edit.Mask.identity()
+		}
+		c.Prompts = append(c.Prompts, pr)
 	}
 	for _, m := range s.Models {
 		c.Models = append(c.Models, model{ID: m.ID, Model: m.Ref, Params: m.Params})
@@ -233,6 +247,15 @@ func (s *Spec) Digest() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// identity is what names an image's content in a digest: its sha256, or its
+// URL when it is remote.
+func (r Reference) identity() string {
+	if r.Remote {
+		return r.Source
+	}
+	return "sha256:" + r.SHA256
 }
 
 // Character returns the character with the given id.

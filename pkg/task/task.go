@@ -51,6 +51,11 @@ type Generate struct {
 	Seed int64 `json:"seed"`
 	// RefKey is the object key of the character reference (refs/<sha256>.<ext>).
 	RefKey string `json:"ref_key"`
+	// EditImageKey and EditMaskKey, for a prompt that is an inpainting
+	// edit, are the object keys (refs/<sha256>.<ext>) of the image to
+	// repaint and its mask (white = repaint). Empty otherwise.
+	EditImageKey string `json:"edit_image_key,omitempty"`
+	EditMaskKey  string `json:"edit_mask_key,omitempty"`
 	// OutputRetries is how many extra attempts a bad or moderated output gets.
 	OutputRetries int `json:"output_retries"`
 	// Tags, when above zero, asks for that many topic tags of the prompt.
@@ -82,9 +87,9 @@ func Decode(typ string, data []byte, v any) error {
 }
 
 // ContentKey identifies the exact request a Generate task makes: model,
-// params, prompt text, reference and seed. Two tasks with the same content
-// key would pay for the same output, so a worker that finds one stored skips
-// the provider call. Params are encoded canonically (sorted keys).
+// params, prompt text, reference, seed and, for an edit, its image and mask.
+// Two tasks with the same content key would pay for the same output, so a
+// worker that finds one stored skips the provider call. Params are encoded canonically (sorted keys).
 func (g Generate) ContentKey() string {
 	b, err := json.Marshal(struct {
 		ModelRef   string         `json:"model_ref"`
@@ -92,10 +97,14 @@ func (g Generate) ContentKey() string {
 		PromptText string         `json:"prompt_text"`
 		RefKey     string         `json:"ref_key"`
 		Seed       int64          `json:"seed"`
-	}{g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed})
+		// omitempty: requests without an edit keep the keys they had
+		// before edits existed, and so their cached outputs.
+		EditImageKey string `json:"edit_image_key,omitempty"`
+		EditMaskKey  string `json:"edit_mask_key,omitempty"`
+	}{g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed, g.EditImageKey, g.EditMaskKey})
 	if err != nil {
 		// Params come from a validated spec and are plain JSON values.
-		b = []byte(fmt.Sprintf("%s\x00%v\x00%s\x00%s\x00%d", g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed))
+		b = []byte(fmt.Sprintf("%s\x00%v\x00%s\x00%s\x00%d\x00%s\x00%s", g.ModelRef, g.Params, g.PromptText, g.RefKey, g.Seed, g.EditImageKey, g.EditMaskKey))
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

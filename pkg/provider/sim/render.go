@@ -41,6 +41,68 @@ func Render(ref image.Image, profile, prompt string, seed int64, params map[stri
 	if err != nil {
 		return nil, err
 	}
+	return render(ref, treat, prompt, seed, w, h), nil
+}
+
+// RenderEdit draws the output of one simulated inpainting edit: Render's
+// picture of the character, framed to the bounding box of the mask's
+// non-black pixels, replaces img where mask is white and blends in where it
+// is grey; where mask is black img is kept exactly. mask must have img's size. Params' size and aspect ratio are
+// ignored: an edit keeps the frame of the image it edits.
+func RenderEdit(ref, img, mask image.Image, profile, prompt string, seed int64) (*image.RGBA, error) {
+	if ref == nil || ref.Bounds().Empty() || img == nil || img.Bounds().Empty() || mask == nil {
+		return nil, errors.New("sim: an edit needs a reference, an image and a mask")
+	}
+	treat, ok := treatment(profile)
+	if !ok {
+		return nil, fmt.Errorf("sim: unknown profile %q", profile)
+	}
+	ib, mb := img.Bounds(), mask.Bounds()
+	if ib.Dx() != mb.Dx() || ib.Dy() != mb.Dy() {
+		return nil, fmt.Errorf("sim: the mask is %dx%d but the image is %dx%d", mb.Dx(), mb.Dy(), ib.Dx(), ib.Dy())
+	}
+	w, h := ib.Dx(), ib.Dy()
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range out.Pix {
+		out.Pix[i] = 0xff // transparent parts of the image land on white
+	}
+	draw.Draw(out, out.Rect, img, ib.Min, draw.Over)
+	// The mask's luminance (16-bit) is the share of the painted pixel:
+	// white repaints, black keeps.
+	alpha := make([]uint32, w*h)
+	box := image.Rectangle{}
+	for y := range h {
+		for x := range w {
+			r, g, b, _ := mask.At(mb.Min.X+x, mb.Min.Y+y).RGBA()
+			if a := (299*r + 587*g + 114*b) / 1000; a > 0 {
+				alpha[y*w+x] = a
+				box = box.Union(image.Rect(x, y, x+1, y+1))
+			}
+		}
+	}
+	if box.Empty() { // an all-black mask keeps the whole image
+		return out, nil
+	}
+	painted := render(ref, treat, prompt, seed, box.Dx(), box.Dy())
+	for y := box.Min.Y; y < box.Max.Y; y++ {
+		for x := box.Min.X; x < box.Max.X; x++ {
+			a := alpha[y*w+x]
+			if a == 0 {
+				continue
+			}
+			i, j := out.PixOffset(x, y), painted.PixOffset(x-box.Min.X, y-box.Min.Y)
+			for c := range 3 {
+				o, p := uint32(out.Pix[i+c]), uint32(painted.Pix[j+c])
+				out.Pix[i+c] = uint8((o*(0xffff-a) + p*a) / 0xffff)
+			}
+		}
+	}
+	return out, nil
+}
+
+// render frames ref at w×h and gives it the profile's look and the
+// prompt's and seed's variation.
+func render(ref image.Image, treat func(*image.RGBA, int64), prompt string, seed int64, w, h int) *image.RGBA {
 	// The seed also frames the shot: a zoom of up to 10% and where the
 	// zoomed crop sits, as different seeds of a real model compose
 	// differently.
@@ -48,7 +110,7 @@ func Render(ref image.Image, profile, prompt string, seed int64, params map[stri
 	img := fit(ref, w, h, 1000+rng.IntN(101), rng.IntN(1001), rng.IntN(601))
 	treat(img, seed)
 	vary(img, prompt, seed)
-	return img, nil
+	return img
 }
 
 // frameSize returns the output size for a reference of bounds src.

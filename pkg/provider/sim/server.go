@@ -195,6 +195,10 @@ type prediction struct {
 	deadline time.Time // Cancel-After, zero without
 	cut      bool      // the deadline ended it
 
+	// edit and editMask are an inpainting request's image and mask (the
+	// mask in likeness's convention, white = repaint); nil otherwise.
+	edit, editMask image.Image
+
 	canceledAt time.Time // user cancel before end
 	heapIdx    int       // index in Server.flight, -1 when not in flight
 }
@@ -527,6 +531,7 @@ func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *predic
 	p := &prediction{
 		id: s.newIDLocked(), model: req.model, behavior: b, input: req.input,
 		prompt: req.prompt, seed: seed, aspect: req.aspect, size: req.size, ext: req.ext, tags: req.tags, ref: req.ref,
+		edit: req.edit, editMask: req.editMask,
 		outcome: oc, created: now, started: now.Add(latency / 5), end: now.Add(latency), heapIdx: -1,
 	}
 	if req.cancel > 0 {

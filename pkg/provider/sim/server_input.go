@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/gif" // reference formats accepted by the server
 	"image/jpeg"  // also registers JPEG references
 	"image/png"
@@ -62,6 +63,9 @@ type createRequest struct {
 	tags     []string      // output of a tags model
 	wait     time.Duration // Prefer: wait hold, 0 without the header
 	cancel   time.Duration // Cancel-After, 0 without the header
+
+	// edit and editMask: see prediction.
+	edit, editMask image.Image
 }
 
 // problem is an RFC 7807 error body, as Replicate answers.
@@ -219,11 +223,48 @@ func (s *Server) parseInput(r *http.Request, req *createRequest, in map[string]a
 			return p
 		}
 		req.ref = img
+		if field == "character_reference_image" {
+			return s.parseEdit(r, req, in)
+		}
 		return nil
 	}
 	// Text-to-image: no reference. Render a neutral placeholder so the
 	// output still differs by profile, prompt and seed.
 	req.ref = placeholder()
+	return nil
+}
+
+// parseEdit reads Ideogram Character's inpainting inputs, image and mask,
+// when both are set. Ideogram's mask is black where it repaints; it is kept
+// inverted, in likeness's convention, for RenderEdit.
+func (s *Server) parseEdit(r *http.Request, req *createRequest, in map[string]any) *problem {
+	imgURI, hasImage := in["image"].(string)
+	maskURI, hasMask := in["mask"].(string)
+	switch {
+	case !hasImage && !hasMask:
+		return nil
+	case !hasImage || !hasMask:
+		return invalidInput("mask", "image and mask go together: both or neither")
+	}
+	img, p := s.resolveRef(r, "image", imgURI)
+	if p != nil {
+		return p
+	}
+	mask, p := s.resolveRef(r, "mask", maskURI)
+	if p != nil {
+		return p
+	}
+	if img.Bounds().Size() != mask.Bounds().Size() {
+		return invalidInput("mask", "the mask is %v but the image is %v", mask.Bounds().Size(), img.Bounds().Size())
+	}
+	b := mask.Bounds()
+	inv := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := range b.Dy() {
+		for x := range b.Dx() {
+			inv.Pix[y*inv.Stride+x] = 0xff - color.GrayModel.Convert(mask.At(b.Min.X+x, b.Min.Y+y)).(color.Gray).Y
+		}
+	}
+	req.edit, req.editMask = img, inv
 	return nil
 }
 
@@ -489,10 +530,20 @@ func placeholder() image.Image {
 // render draws the output of a succeeded prediction and encodes it.
 func (s *Server) render(p *prediction) ([]byte, error) {
 	var out image.Image
-	if p.outcome == outcomeBlank {
+	switch {
+	case p.outcome == outcomeBlank:
 		w, h := frameDims(p.ref.Bounds(), p.size, p.aspect)
+		if p.edit != nil {
+			w, h = p.edit.Bounds().Dx(), p.edit.Bounds().Dy()
+		}
 		out = image.NewGray(image.Rect(0, 0, w, h)) // all zero: opaque black
-	} else {
+	case p.edit != nil:
+		img, err := RenderEdit(p.ref, p.edit, p.editMask, p.behavior.Profile, p.prompt, p.seed)
+		if err != nil {
+			return nil, err
+		}
+		out = img
+	default:
 		ref := p.ref
 		params := map[string]any{"size": p.size, "aspect_ratio": p.aspect}
 		if !slices.Contains(s.renderAspects, p.aspect) {

@@ -34,6 +34,12 @@
 //     right size; the worker's output check must catch them.
 //   - safety_rate: share of outputs rejected by a simulated safety filter.
 //
+// Profiles ideogram and gpt-image inpaint, like the models they stand for:
+// a request with Image and Mask keeps the image's frame and its pixels under
+// the mask's black, and paints the character, framed to the mask's white
+// area, where the mask is white (see RenderEdit). The other profiles answer
+// such a request with an Input error.
+//
 // The flaky profile defaults to fail_rate 0.15, blank_rate 0.10 and
 // safety_rate 0.05; every other profile defaults to 0.
 //
@@ -168,6 +174,10 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if err != nil {
 		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_reference", Message: "cannot decode reference image", Err: err}
 	}
+	editImg, editMask, perr := decodeEdit(model, req)
+	if perr != nil {
+		return nil, perr
+	}
 
 	d := newDraws(req.Seed, req.Prompt, req.Model)
 	call := c.calls.Add(1)
@@ -185,13 +195,22 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	}
 
 	var out image.Image
-	if d.u("blank") < b.blankRate {
+	switch {
+	case d.u("blank") < b.blankRate:
 		w, h, err := frameSize(refImg.Bounds(), req.Params)
 		if err != nil { // unreachable after Resolve; kept so a catalog change cannot panic
 			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_param", Message: err.Error()}
 		}
+		if editImg != nil {
+			w, h = editImg.Bounds().Dx(), editImg.Bounds().Dy()
+		}
 		out = image.NewGray(image.Rect(0, 0, w, h)) // all zero: opaque black
-	} else {
+	case editImg != nil:
+		out, err = RenderEdit(refImg, editImg, editMask, req.Model, req.Prompt, req.Seed)
+		if err != nil {
+			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_edit", Message: err.Error()}
+		}
+	default:
 		out, err = Render(refImg, req.Model, req.Prompt, req.Seed, req.Params)
 		if err != nil {
 			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_param", Message: err.Error()}
@@ -208,6 +227,36 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		Latency:   latency,
 		Seed:      req.Seed,
 	}, nil
+}
+
+// decodeEdit decodes an inpainting request's image and mask, refusing them
+// for a profile that does not inpaint, as the model it stands for would.
+// Both are nil for a request without an edit.
+func decodeEdit(model provider.Model, req provider.Request) (img, mask image.Image, perr *provider.Error) {
+	if req.Image == nil && req.Mask == nil {
+		return nil, nil, nil
+	}
+	bad := func(msg string, err error) (image.Image, image.Image, *provider.Error) {
+		return nil, nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_edit", Message: msg, Err: err}
+	}
+	switch {
+	case !model.Inpainting:
+		return bad(fmt.Sprintf("%s does not inpaint (sim:ideogram and sim:gpt-image do)", model.Ref), nil)
+	case req.Image == nil || req.Mask == nil:
+		return bad("an edit needs both an image and a mask", nil)
+	}
+	img, _, err := image.Decode(bytes.NewReader(req.Image.Data))
+	if err != nil {
+		return bad("cannot decode the image to edit (the simulator fetches no URLs)", err)
+	}
+	mask, _, err = image.Decode(bytes.NewReader(req.Mask.Data))
+	if err != nil {
+		return bad("cannot decode the mask", err)
+	}
+	if img.Bounds().Size() != mask.Bounds().Size() {
+		return bad(fmt.Sprintf("the mask is %v but the image is %v", mask.Bounds().Size(), img.Bounds().Size()), nil)
+	}
+	return img, mask, nil
 }
 
 // profiles lists the simulator's profile names, for error messages.
