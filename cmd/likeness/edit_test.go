@@ -6,6 +6,7 @@ import (
 	_ "image/png"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
@@ -39,6 +40,22 @@ func TestInpaintingExampleEmbedded(t *testing.T) {
 	}
 	if edits != 8 {
 		t.Errorf("%d edit records; want 8 (2 characters × 2 models × 2 variants)", edits)
+	}
+	// The report shows the edited image beside the reference, and links
+	// the mask; both resolve from the report's directory.
+	reportDir := filepath.Join(out, "runs", recs[0].Run, "report")
+	html, err := os.ReadFile(filepath.Join(reportDir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := regexp.MustCompile(`(?s)<img src="([^"]+)" alt="the image this prompt repaints"[^>]*>.*?<a href="([^"]+)">mask</a>`).FindAllSubmatch(html, -1)
+	if len(links) != 2 { // one per character
+		t.Fatalf("report shows %d edited images; want 2", len(links))
+	}
+	for _, l := range links[0][1:] {
+		if _, err := os.Stat(filepath.Join(reportDir, filepath.FromSlash(string(l)))); err != nil {
+			t.Errorf("report link %s: %v", l, err)
+		}
 	}
 }
 

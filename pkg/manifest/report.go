@@ -91,7 +91,10 @@ type counts struct{ Succeeded, Failed, Skipped, Total int }
 type promptView struct {
 	ID   string
 	Text string
-	Rows []rowView
+	// EditHref and MaskHref link an inpainting prompt's image and mask;
+	// empty for other prompts.
+	EditHref, MaskHref string
+	Rows               []rowView
 }
 
 type rowView struct {
@@ -148,6 +151,9 @@ func buildReport(s Summary, records []Record) reportView {
 				}
 				if p.Text == "" {
 					p.Text = r.PromptText
+				}
+				if p.EditHref == "" && r.EditImageKey != "" && r.EditMaskKey != "" {
+					p.EditHref, p.MaskHref = relURL(fromDir, r.EditImageKey), relURL(fromDir, r.EditMaskKey)
 				}
 				c.Counts.Total++
 				switch {
