@@ -90,17 +90,12 @@ func checkCompose(t *testing.T, p *types.Project, hostEnv map[string]string) {
 		}
 		return s
 	}
-	env := func(s types.ServiceConfig, key string) string {
-		if v := s.Environment[key]; v != nil {
-			return *v
-		}
-		return ""
-	}
+	env := envOf
 
 	t.Run("services", func(t *testing.T) {
 		// Only roles that exist in code, and the telemetry backends; a later
 		// issue adds the scheduler.
-		want := []string{"jaeger", "minio", "minio-init", "prometheus", "redis", "serve", "worker"}
+		want := []string{"jaeger", "minio", "minio-init", "prometheus", "redis", "scheduler", "serve", "worker"}
 		if diff := cmp.Diff(want, slices.Sorted(maps.Keys(p.Services))); diff != "" {
 			t.Errorf("services (-want +got):\n%s", diff)
 		}
@@ -281,26 +276,33 @@ func checkCompose(t *testing.T, p *types.Project, hostEnv map[string]string) {
 		if !slices.ContainsFunc(sv.Ports, func(p types.ServicePortConfig) bool { return int(p.Target) == port }) {
 			t.Errorf("serve listens on %d but publishes %v", port, sv.Ports)
 		}
-		// serve reads what the workers write: the same queue and bucket.
-		for _, key := range []string{"LIKENESS_REDIS_URL", "LIKENESS_S3_ENDPOINT", "LIKENESS_S3_ACCESS_KEY",
-			"LIKENESS_S3_SECRET_KEY", "LIKENESS_S3_BUCKET", "LIKENESS_S3_SECURE"} {
-			if env(sv, key) != env(w, key) {
-				t.Errorf("serve %s = %q, worker has %q", key, env(sv, key), env(w, key))
-			}
-		}
-		// Provider keys are for the workers; the dashboard never calls a
+		// serve reads what the workers write; the dashboard never calls a
 		// provider.
-		for _, key := range []string{"REPLICATE_API_TOKEN", "OPENAI_API_KEY", "BFL_API_KEY", "RUNWAYML_API_SECRET", "IDEOGRAM_API_KEY", "ARK_API_KEY"} {
-			if _, ok := sv.Environment[key]; ok {
-				t.Errorf("serve is given %s, which it does not need", key)
-			}
-		}
-		checkLikenessDependsOn(t, sv)
+		checkBesideWorkers(t, sv, w)
 		if !sv.ReadOnly {
 			t.Error("serve is not read_only; it writes nothing")
 		}
 		if sv.Restart != types.RestartPolicyUnlessStopped {
 			t.Errorf("serve restart %q, want %s", sv.Restart, types.RestartPolicyUnlessStopped)
+		}
+	})
+
+	t.Run("scheduler", func(t *testing.T) {
+		sc, w := service(t, "scheduler"), service(t, "worker")
+		if sc.Image != w.Image || sc.Build != nil {
+			t.Errorf("scheduler runs image %q (build %v); want the worker's %q", sc.Image, sc.Build != nil, w.Image)
+		}
+		if len(sc.Command) == 0 || sc.Command[0] != "scheduler" {
+			t.Fatalf("scheduler command %q; want it to start with the scheduler subcommand", sc.Command)
+		}
+		if d, err := time.ParseDuration(flagValue(sc.Command, "--sweep-every")); err != nil || d <= 0 {
+			t.Errorf("scheduler --sweep-every %q: %v", flagValue(sc.Command, "--sweep-every"), err)
+		}
+		// It submits specs (cron) and enqueues finalizes; submitting never
+		// calls a provider.
+		checkBesideWorkers(t, sc, w)
+		if !sc.ReadOnly || sc.Restart != types.RestartPolicyUnlessStopped {
+			t.Errorf("scheduler read_only %v restart %q; want true and %s", sc.ReadOnly, sc.Restart, types.RestartPolicyUnlessStopped)
 		}
 	})
 
@@ -448,6 +450,33 @@ func checkCompose(t *testing.T, p *types.Project, hostEnv map[string]string) {
 // checkLikenessDependsOn fails t unless s, a service running the likeness
 // image, starts after Redis is healthy, the bucket exists and Jaeger runs
 // (exporters connect lazily, so started is enough).
+// envOf is a service's value of an environment variable, "" when unset.
+func envOf(s types.ServiceConfig, key string) string {
+	if v := s.Environment[key]; v != nil {
+		return *v
+	}
+	return ""
+}
+
+// checkBesideWorkers checks a likeness service that is not a worker: it
+// shares the workers' queue and bucket, is given no provider key, and waits
+// for what the workers wait for.
+func checkBesideWorkers(t *testing.T, s, w types.ServiceConfig) {
+	t.Helper()
+	for _, key := range []string{"LIKENESS_REDIS_URL", "LIKENESS_S3_ENDPOINT", "LIKENESS_S3_ACCESS_KEY",
+		"LIKENESS_S3_SECRET_KEY", "LIKENESS_S3_BUCKET", "LIKENESS_S3_SECURE"} {
+		if envOf(s, key) != envOf(w, key) {
+			t.Errorf("%s %s = %q, worker has %q", s.Name, key, envOf(s, key), envOf(w, key))
+		}
+	}
+	for _, key := range []string{"REPLICATE_API_TOKEN", "OPENAI_API_KEY", "BFL_API_KEY", "RUNWAYML_API_SECRET", "IDEOGRAM_API_KEY", "ARK_API_KEY"} {
+		if _, ok := s.Environment[key]; ok {
+			t.Errorf("%s is given %s, which only workers need", s.Name, key)
+		}
+	}
+	checkLikenessDependsOn(t, s)
+}
+
 func checkLikenessDependsOn(t *testing.T, s types.ServiceConfig) {
 	t.Helper()
 	want := map[string]string{

@@ -38,6 +38,7 @@ func envDocumented(name string) bool {
 		"LIKENESS_S3_BUCKET",
 		"LIKENESS_S3_SECURE",
 		"LIKENESS_METRICS_ADDR",
+		"LIKENESS_CRON",
 		"REPLICATE_API_TOKEN",
 		"OPENAI_API_KEY",
 		"BFL_API_KEY",

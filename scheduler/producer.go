@@ -6,6 +6,13 @@
 //
 // The spec is parsed and validated (pkg/spec) before Submit is called, so bad
 // input never reaches the queue or the bucket.
+//
+// Around the submit, the package holds run control: Retry puts a run's
+// failed tasks back in the queue; Cron submits specs on schedules (an
+// unchanged spec is the same run, so a tick costs nothing); a Sweeper finds
+// runs that stopped short of their end (every task done but no fan-in
+// queued, or a submit that died half-way) and moves them on. Workers (package
+// worker) consume what all of these enqueue.
 package scheduler
 
 import (

@@ -418,11 +418,8 @@ func (w *Worker) finish(ctx context.Context, rec *manifest.Record, cached bool) 
 }
 
 func (w *Worker) enqueueFinalize(ctx context.Context, run string) error {
-	fin := task.Finalize{RunID: run}
-	b, _ := json.Marshal(fin)
-	_, err := w.client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(task.TypeFinalize, b, telemetry.RunHeaders(ctx)),
-		asynq.TaskID(fin.QueueID()), asynq.Queue(task.QueueControl),
-		asynq.MaxRetry(10), asynq.Retention(7*24*time.Hour))
+	t, opts := task.NewFinalize(run, telemetry.RunHeaders(ctx))
+	_, err := w.client.EnqueueContext(ctx, t, opts...)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue finalize %s: %w", run, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 // Task type names, domain:action.
@@ -77,6 +79,22 @@ type Finalize struct {
 
 // QueueID is the finalize task's asynq id: one per run.
 func (f Finalize) QueueID() string { return "fin:" + f.RunID }
+
+// FinalizeRetention is how long a finalize task is kept after it ran, so
+// that a late second enqueue for the run is still refused by its TaskID.
+const FinalizeRetention = 7 * 24 * time.Hour
+
+// NewFinalize returns run's fan-in task, with headers (trace context), and
+// the options every enqueuer uses: one per run (TaskID), on QueueControl,
+// retried 10 times, kept FinalizeRetention after it ran. Enqueueing it
+// when it is already queued or kept fails with asynq.ErrTaskIDConflict,
+// which callers treat as done.
+func NewFinalize(run string, headers map[string]string) (*asynq.Task, []asynq.Option) {
+	fin := Finalize{RunID: run}
+	b, _ := json.Marshal(fin) // a struct of one string cannot fail
+	return asynq.NewTaskWithHeaders(TypeFinalize, b, headers),
+		[]asynq.Option{asynq.TaskID(fin.QueueID()), asynq.Queue(QueueControl), asynq.MaxRetry(10), asynq.Retention(FinalizeRetention)}
+}
 
 // Decode unmarshals a payload strictly, naming the task type on error.
 func Decode(typ string, data []byte, v any) error {
