@@ -69,6 +69,11 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	}
 	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", len(records),
 		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n)
+	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
+		// The fan-in is done; running it again for the webhook would count
+		// a second finalization; this finalization goes unannounced.
+		w.log.ErrorContext(ctx, "run finalized but its webhook could not be queued", "run_id", p.RunID, "err", err)
+	}
 	return nil
 }
 

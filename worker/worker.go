@@ -2,7 +2,8 @@
 // image:generate task through the lifecycle in design.md (skip if canceled or
 // already stored, call the provider, check the output, store image and
 // record, count the terminal state once) and runs the run:finalize fan-in
-// that writes the manifest, the run summary and the comparison report.
+// that writes the manifest, the run summary and the comparison report; with
+// a Webhook configured, a run:notify task then announces the finished run.
 //
 // The queue owns retries. Handlers classify every failure with the
 // pkg/provider vocabulary and asynq's RetryDelayFunc/IsFailure hooks turn the
@@ -91,6 +92,8 @@ type Config struct {
 	// ShutdownTimeout is how long Shutdown waits for in-flight tasks before
 	// they are requeued. Default 30s.
 	ShutdownTimeout time.Duration
+	// Webhook, when its URL is set, is told when a run has been finalized.
+	Webhook Webhook
 	// Telemetry traces every attempt (joining the run's trace through the
 	// task headers) and records the worker's metrics. Nil: neither.
 	Telemetry *telemetry.Telemetry
@@ -222,6 +225,7 @@ func (w *Worker) Handler() asynq.Handler {
 	}
 	mux.HandleFunc(task.TypeGenerate, w.handleGenerate)
 	mux.HandleFunc(task.TypeFinalize, w.handleFinalize)
+	mux.HandleFunc(task.TypeNotify, w.handleNotify)
 	return mux
 }
 

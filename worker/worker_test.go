@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"image"
@@ -153,6 +154,8 @@ type options struct {
 	concurrency int
 	tagger      worker.Tagger
 	tel         *telemetry.Telemetry
+	webhook     worker.Webhook
+	log         io.Writer // worker logs; default discarded
 }
 
 // setupOn starts a worker on a given Redis database, so several workers can
@@ -179,9 +182,10 @@ func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir,
 		Limits:      o.limits,
 		Tagger:      o.tagger,
 		Telemetry:   o.tel,
+		Webhook:     o.webhook,
 		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(cmp.Or[io.Writer](o.log, io.Discard), nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -191,15 +192,36 @@ func (a *app) workerConfig(in *infra, concurrency int) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, err
 	}
+	hook, err := a.webhook()
+	if err != nil {
+		return worker.Config{}, err
+	}
 	cfg := worker.Config{
 		Redis: in.redisOpt, Store: in.blobs, Runs: in.runs, Generators: gens,
 		Limiter: in.limiter, Limits: lims, Concurrency: concurrency, Logger: a.log,
-		Telemetry: a.tel,
+		Telemetry: a.tel, Webhook: hook,
 	}
 	if t, ok := gens["replicate"].(worker.Tagger); ok {
 		cfg.Tagger = t
 	}
 	return cfg, nil
+}
+
+// webhook reads the run.finished webhook from LIKENESS_WEBHOOK_URL and
+// LIKENESS_WEBHOOK_SECRET. Messages never quote the URL: receivers put
+// tokens in it.
+func (a *app) webhook() (worker.Webhook, error) {
+	h := worker.Webhook{URL: a.getenv("LIKENESS_WEBHOOK_URL"), Secret: a.getenv("LIKENESS_WEBHOOK_SECRET")}
+	if h.URL == "" {
+		if h.Secret != "" {
+			return h, inputErr(errors.New("LIKENESS_WEBHOOK_SECRET is set but LIKENESS_WEBHOOK_URL is not"))
+		}
+		return h, nil
+	}
+	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return h, inputErr(errors.New("LIKENESS_WEBHOOK_URL must be an http:// or https:// URL with a host"))
+	}
+	return h, nil
 }
 
 // generators builds the adapters this process can serve: the simulator

@@ -88,3 +88,14 @@ func TestSchedulerBadCronFileIsBadInput(t *testing.T) {
 		t.Errorf("exit %d, want %d naming the entry\n%s", code, exitInput, stderr)
 	}
 }
+
+// TestBadWebhookURLIsBadInput: a webhook URL that cannot work stops the
+// worker before it starts, without quoting the URL (it may hold a token).
+func TestBadWebhookURLIsBadInput(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := likeness(t, []string{"LIKENESS_REDIS_URL=", "LIKENESS_S3_ENDPOINT=", "LIKENESS_WEBHOOK_URL=ftp://hooks.example/t0ken"},
+		"run", filepath.Join("..", "..", "examples", "quickstart.yaml"), "--out", t.TempDir(), "--no-progress")
+	if code != exitInput || !strings.Contains(stderr, "LIKENESS_WEBHOOK_URL must be an http:// or https:// URL") || strings.Contains(stderr, "t0ken") {
+		t.Errorf("exit %d, want %d with a message that does not quote the URL\n%s", code, exitInput, stderr)
+	}
+}

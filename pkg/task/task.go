@@ -24,6 +24,8 @@ const (
 	TypeGenerate = "image:generate"
 	// TypeFinalize is the fan-in of a run: manifest, summary, report.
 	TypeFinalize = "run:finalize"
+	// TypeNotify delivers a finished run's webhook.
+	TypeNotify = "run:notify"
 )
 
 // QueueControl carries finalize tasks; it is weighted above generation so a
@@ -79,6 +81,17 @@ type Finalize struct {
 
 // QueueID is the finalize task's asynq id: one per run.
 func (f Finalize) QueueID() string { return "fin:" + f.RunID }
+
+// Notify is the payload of a TypeNotify task: the run, and which of its
+// finalizations (1 for the first; `likeness retry` finalizes again) it
+// announces.
+type Notify struct {
+	RunID        string `json:"run_id"`
+	Finalization int    `json:"finalization"`
+}
+
+// QueueID is the notify task's asynq id: one per finalization of a run.
+func (n Notify) QueueID() string { return fmt.Sprintf("notify:%s:%d", n.RunID, n.Finalization) }
 
 // FinalizeRetention is how long a finalize task is kept after it ran, so
 // that a late second enqueue for the run is still refused by its TaskID.
