@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,7 +109,8 @@ type keyRef struct {
 type kubernetes struct {
 	objects       []object
 	kustomization object
-	deployment    object
+	deployment    object // likeness-worker
+	scheduler     object // likeness-scheduler
 	configMap     object
 	secret        object
 }
@@ -146,7 +148,6 @@ func loadKubernetes(t *testing.T) kubernetes {
 	}
 	pick := map[string]*object{
 		"Kustomization": &k.kustomization,
-		"Deployment":    &k.deployment,
 		"ConfigMap":     &k.configMap,
 		"Secret":        &k.secret,
 	}
@@ -162,8 +163,26 @@ func loadKubernetes(t *testing.T) kubernetes {
 			t.Fatalf("want exactly one %s under %s, found %d %v", kind, kubeDir, len(found), found)
 		}
 	}
-	if len(k.deployment.Spec.Template.Spec.Containers) != 1 {
-		t.Fatalf("Deployment %s has %d containers, want 1", k.deployment.Metadata.Name, len(k.deployment.Spec.Template.Spec.Containers))
+	var deployments []string
+	for _, o := range k.objects {
+		if o.Kind != "Deployment" {
+			continue
+		}
+		deployments = append(deployments, o.Metadata.Name)
+		switch o.Metadata.Name {
+		case "likeness-worker":
+			k.deployment = o
+		case "likeness-scheduler":
+			k.scheduler = o
+		}
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(deployments)), []string{"likeness-scheduler", "likeness-worker"}) {
+		t.Fatalf("Deployments %v under %s; want likeness-scheduler and likeness-worker", deployments, kubeDir)
+	}
+	for _, d := range []object{k.deployment, k.scheduler} {
+		if len(d.Spec.Template.Spec.Containers) != 1 {
+			t.Fatalf("Deployment %s has %d containers, want 1", d.Metadata.Name, len(d.Spec.Template.Spec.Containers))
+		}
 	}
 	return k
 }
@@ -297,14 +316,19 @@ func TestKubernetes(t *testing.T) {
 
 	t.Run("selector matches pod labels", func(t *testing.T) {
 		t.Parallel()
-		sel := k.deployment.Spec.Selector.MatchLabels
-		if len(sel) == 0 {
-			t.Fatal("Deployment has no selector.matchLabels")
-		}
-		for key, v := range sel {
-			if got := k.deployment.Spec.Template.Metadata.Labels[key]; got != v {
-				t.Errorf("selector %s=%s, pod template label is %q", key, v, got)
+		for _, d := range []object{k.deployment, k.scheduler} {
+			sel := d.Spec.Selector.MatchLabels
+			if len(sel) == 0 {
+				t.Fatalf("Deployment %s has no selector.matchLabels", d.Metadata.Name)
 			}
+			for key, v := range sel {
+				if got := d.Spec.Template.Metadata.Labels[key]; got != v {
+					t.Errorf("%s: selector %s=%s, pod template label is %q", d.Metadata.Name, key, v, got)
+				}
+			}
+		}
+		if reflect.DeepEqual(k.deployment.Spec.Selector.MatchLabels, k.scheduler.Spec.Selector.MatchLabels) {
+			t.Error("the worker and scheduler Deployments select the same pods")
 		}
 	})
 
@@ -317,7 +341,7 @@ func TestKubernetes(t *testing.T) {
 		for key := range k.secret.StringData {
 			secretKeys[key] = true
 		}
-		for _, e := range c.Env {
+		for _, e := range slices.Concat(c.Env, k.scheduler.Spec.Template.Spec.Containers[0].Env) {
 			if !envDocumented(e.Name) {
 				t.Errorf("container sets %s, which likeness does not read (typo?)", e.Name)
 			}
@@ -383,31 +407,77 @@ func TestKubernetes(t *testing.T) {
 
 	t.Run("hardened pod", func(t *testing.T) {
 		t.Parallel()
-		nonRoot := pod.SecurityContext.RunAsNonRoot
-		if c.SecurityContext.RunAsNonRoot != nil {
-			nonRoot = c.SecurityContext.RunAsNonRoot
-		}
-		if nonRoot == nil || !*nonRoot {
-			t.Error("runAsNonRoot is not true")
-		}
-		if ro := c.SecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
-			t.Error("container readOnlyRootFilesystem is not true")
-		}
-		if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 60 {
-			t.Errorf("terminationGracePeriodSeconds %v; in-flight provider calls need time to finish", pod.TerminationGracePeriodSeconds)
-		}
-		for _, r := range []string{"cpu", "memory"} {
-			if c.Resources.Requests[r] == "" {
-				t.Errorf("container has no %s request", r)
+		for _, d := range []object{k.deployment, k.scheduler} {
+			pod := d.Spec.Template.Spec
+			c := pod.Containers[0]
+			nonRoot := pod.SecurityContext.RunAsNonRoot
+			if c.SecurityContext.RunAsNonRoot != nil {
+				nonRoot = c.SecurityContext.RunAsNonRoot
+			}
+			if nonRoot == nil || !*nonRoot {
+				t.Errorf("%s: runAsNonRoot is not true", d.Metadata.Name)
+			}
+			if ro := c.SecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
+				t.Errorf("%s: container readOnlyRootFilesystem is not true", d.Metadata.Name)
+			}
+			for _, r := range []string{"cpu", "memory"} {
+				if c.Resources.Requests[r] == "" {
+					t.Errorf("%s: container has no %s request", d.Metadata.Name, r)
+				}
+			}
+			if c.Resources.Limits["memory"] == "" {
+				t.Errorf("%s: container has no memory limit", d.Metadata.Name)
 			}
 		}
-		if c.Resources.Limits["memory"] == "" {
-			t.Error("container has no memory limit")
+		if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 60 {
+			t.Errorf("worker terminationGracePeriodSeconds %v; in-flight provider calls need time to finish", pod.TerminationGracePeriodSeconds)
 		}
 	})
 
 	t.Run("image pinned", func(t *testing.T) {
 		t.Parallel()
-		checkPinned(t, "Deployment "+k.deployment.Metadata.Name, c.Image)
+		for _, d := range []object{k.deployment, k.scheduler} {
+			checkPinned(t, "Deployment "+d.Metadata.Name, d.Spec.Template.Spec.Containers[0].Image)
+		}
+	})
+
+	t.Run("scheduler", func(t *testing.T) {
+		t.Parallel()
+		sc := k.scheduler.Spec.Template.Spec.Containers[0]
+		// The same scheduler as docker-compose.yml, so the two do not drift.
+		s, err := loadCompose(t, nil).GetService("scheduler")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string(s.Command), sc.Args); diff != "" {
+			t.Errorf("kubernetes args differ from the compose scheduler command (-compose +kubernetes):\n%s", diff)
+		}
+		if r := k.scheduler.Spec.Replicas; r == nil || *r != 1 {
+			t.Errorf("scheduler replicas %v; want 1", r)
+		}
+		// The workers' queue and bucket, read from the same ConfigMap and
+		// Secret keys; no provider key.
+		byName := func(env []envVar) map[string]envVar {
+			m := map[string]envVar{}
+			for _, e := range env {
+				m[e.Name] = e
+			}
+			return m
+		}
+		we, se := byName(c.Env), byName(sc.Env)
+		for _, key := range []string{"LIKENESS_REDIS_URL", "LIKENESS_S3_ENDPOINT", "LIKENESS_S3_BUCKET", "LIKENESS_S3_SECURE",
+			"LIKENESS_S3_ACCESS_KEY", "LIKENESS_S3_SECRET_KEY"} {
+			if !reflect.DeepEqual(we[key], se[key]) {
+				t.Errorf("scheduler %s = %+v, worker has %+v", key, se[key], we[key])
+			}
+		}
+		for _, key := range []string{"REPLICATE_API_TOKEN", "OPENAI_API_KEY", "BFL_API_KEY", "RUNWAYML_API_SECRET", "IDEOGRAM_API_KEY", "ARK_API_KEY"} {
+			if _, ok := se[key]; ok {
+				t.Errorf("scheduler is given %s, which only workers need", key)
+			}
+		}
+		if se["OTEL_SERVICE_NAME"].Value != "likeness-scheduler" {
+			t.Errorf("scheduler OTEL_SERVICE_NAME %+v; want likeness-scheduler, apart from the workers' traces", se["OTEL_SERVICE_NAME"])
+		}
 	})
 }
