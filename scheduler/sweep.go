@@ -86,11 +86,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Checked++
 		switch {
-		case !st.Enqueued && now().Sub(st.CreatedAt) > grace:
-			rep.HalfSubmitted = append(rep.HalfSubmitted, id)
-			log.WarnContext(ctx, "run stopped half-way through its submit: submit the same spec again to resume it",
-				"run_id", id, "created_at", st.CreatedAt)
-		case st.Complete() && st.Finalized == 0:
+		case st.Complete():
+			// Every task is done, however the submit ended; only the
+			// fan-in can be missing.
+			if st.Finalized > 0 {
+				continue
+			}
 			again, err := s.refinalize(ctx, id)
 			if err != nil {
 				return rep, err
@@ -99,6 +100,10 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 				rep.Refinalized = append(rep.Refinalized, id)
 				log.InfoContext(ctx, "complete run had no finalize in the queue: enqueued it again", "run_id", id)
 			}
+		case !st.Enqueued && now().Sub(st.CreatedAt) > grace:
+			rep.HalfSubmitted = append(rep.HalfSubmitted, id)
+			log.WarnContext(ctx, "run stopped half-way through its submit: submit the same spec again to resume it",
+				"run_id", id, "created_at", st.CreatedAt)
 		}
 	}
 	return rep, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
 	"github.com/likeness-run/likeness/scheduler"
 	"github.com/likeness-run/likeness/worker"
 )
@@ -86,6 +87,9 @@ Running the same spec again reuses every stored output.`,
 				}
 				return err
 			}
+			if wcfg.Webhook.URL != "" {
+				a.waitNotify(ctx, in, task.Notify{RunID: sub.RunID, Finalization: st.Finalized})
+			}
 			a.printResult(a.stdout, in.blobs, st)
 			if st.Succeeded < st.Total {
 				return errRunFailed
@@ -97,6 +101,32 @@ Running the same spec again reuses every stored output.`,
 	cmd.Flags().IntVar(&concurrency, "concurrency", 16, "tasks worked at once in this process")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "print periodic progress lines instead of a live bar")
 	return cmd
+}
+
+// waitNotify gives the run's webhook up to a minute to be delivered before
+// this process (and, in the embedded mode, its queue) goes away.
+func (a *app) waitNotify(ctx context.Context, in *infra, n task.Notify) {
+	insp := asynq.NewInspector(in.redisOpt)
+	defer insp.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		info, err := insp.GetTaskInfo(task.QueueControl, n.QueueID())
+		switch {
+		case err == nil && info.State == asynq.TaskStateCompleted:
+			return
+		case err == nil && info.State == asynq.TaskStateArchived:
+			fmt.Fprintf(a.stderr, "the run's webhook was refused: %s\n", info.LastErr)
+			return
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			if in.distributed {
+				fmt.Fprintln(a.stderr, "the run's webhook is not delivered yet; it stays queued for the workers")
+			} else {
+				fmt.Fprintln(a.stderr, "the run's webhook was not delivered within a minute; it goes with this process's embedded queue")
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // servable checks that this process has an adapter for every provider the

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +100,31 @@ func TestBadWebhookURLIsBadInput(t *testing.T) {
 		"run", filepath.Join("..", "..", "examples", "quickstart.yaml"), "--out", t.TempDir(), "--no-progress")
 	if code != exitInput || !strings.Contains(stderr, "LIKENESS_WEBHOOK_URL must be an http:// or https:// URL") || strings.Contains(stderr, "t0ken") {
 		t.Errorf("exit %d, want %d with a message that does not quote the URL\n%s", code, exitInput, stderr)
+	}
+}
+
+// TestRunWaitsForItsWebhook: `likeness run` in the embedded mode delivers
+// the run's webhook before it exits, since its queue goes with it.
+func TestRunWaitsForItsWebhook(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- r.Header.Get("webhook-id") + " " + string(body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	code, stdout, stderr := likeness(t, []string{"LIKENESS_REDIS_URL=", "LIKENESS_S3_ENDPOINT=", "LIKENESS_WEBHOOK_URL=" + srv.URL + "/hook"},
+		"run", filepath.Join("..", "..", "examples", "quickstart.yaml"), "--out", t.TempDir(), "--no-progress")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	select {
+	case req := <-got:
+		if !strings.HasPrefix(req, "notify:quickstart-") || !strings.Contains(req, `"type":"run.finished"`) {
+			t.Errorf("webhook request: %.200s", req)
+		}
+	default:
+		t.Fatalf("likeness run exited before its webhook was delivered\n%s", stderr)
 	}
 }
