@@ -262,13 +262,10 @@ func checkCompose(t *testing.T, p *types.Project, hostEnv map[string]string) {
 	})
 
 	t.Run("serve", func(t *testing.T) {
-		sv, w := service(t, "serve"), service(t, "worker")
-		if sv.Image != w.Image || sv.Build != nil {
-			t.Errorf("serve runs image %q (build %v); want the worker's %q, which the worker builds", sv.Image, sv.Build != nil, w.Image)
-		}
-		if len(sv.Command) == 0 || sv.Command[0] != "serve" {
-			t.Fatalf("serve command %q; want it to start with the serve subcommand", sv.Command)
-		}
+		sv := service(t, "serve")
+		// serve reads what the workers write; the dashboard never calls a
+		// provider.
+		checkBesideWorkers(t, sv, service(t, "worker"))
 		port, err := listenPort(flagValue(sv.Command, "--addr"))
 		if err != nil {
 			t.Fatalf("serve --addr: %v", err)
@@ -276,33 +273,15 @@ func checkCompose(t *testing.T, p *types.Project, hostEnv map[string]string) {
 		if !slices.ContainsFunc(sv.Ports, func(p types.ServicePortConfig) bool { return int(p.Target) == port }) {
 			t.Errorf("serve listens on %d but publishes %v", port, sv.Ports)
 		}
-		// serve reads what the workers write; the dashboard never calls a
-		// provider.
-		checkBesideWorkers(t, sv, w)
-		if !sv.ReadOnly {
-			t.Error("serve is not read_only; it writes nothing")
-		}
-		if sv.Restart != types.RestartPolicyUnlessStopped {
-			t.Errorf("serve restart %q, want %s", sv.Restart, types.RestartPolicyUnlessStopped)
-		}
 	})
 
 	t.Run("scheduler", func(t *testing.T) {
-		sc, w := service(t, "scheduler"), service(t, "worker")
-		if sc.Image != w.Image || sc.Build != nil {
-			t.Errorf("scheduler runs image %q (build %v); want the worker's %q", sc.Image, sc.Build != nil, w.Image)
-		}
-		if len(sc.Command) == 0 || sc.Command[0] != "scheduler" {
-			t.Fatalf("scheduler command %q; want it to start with the scheduler subcommand", sc.Command)
-		}
-		if d, err := time.ParseDuration(flagValue(sc.Command, "--sweep-every")); err != nil || d <= 0 {
-			t.Errorf("scheduler --sweep-every %q: %v", flagValue(sc.Command, "--sweep-every"), err)
-		}
+		sc := service(t, "scheduler")
 		// It submits specs (cron) and enqueues finalizes; submitting never
 		// calls a provider.
-		checkBesideWorkers(t, sc, w)
-		if !sc.ReadOnly || sc.Restart != types.RestartPolicyUnlessStopped {
-			t.Errorf("scheduler read_only %v restart %q; want true and %s", sc.ReadOnly, sc.Restart, types.RestartPolicyUnlessStopped)
+		checkBesideWorkers(t, sc, service(t, "worker"))
+		if d, err := time.ParseDuration(flagValue(sc.Command, "--sweep-every")); err != nil || d <= 0 {
+			t.Errorf("scheduler --sweep-every %q: %v", flagValue(sc.Command, "--sweep-every"), err)
 		}
 	})
 
@@ -459,10 +438,23 @@ func envOf(s types.ServiceConfig, key string) string {
 }
 
 // checkBesideWorkers checks a likeness service that is not a worker: it
-// shares the workers' queue and bucket, is given no provider key, and waits
-// for what the workers wait for.
+// runs the image the worker builds, with its own name as the subcommand;
+// shares the workers' queue and bucket; is given no provider key; waits for
+// what the workers wait for; writes nothing; and restarts.
 func checkBesideWorkers(t *testing.T, s, w types.ServiceConfig) {
 	t.Helper()
+	if s.Image != w.Image || s.Build != nil {
+		t.Errorf("%s runs image %q (build %v); want the worker's %q, which the worker builds", s.Name, s.Image, s.Build != nil, w.Image)
+	}
+	if len(s.Command) == 0 || s.Command[0] != s.Name {
+		t.Fatalf("%s command %q; want it to start with the %s subcommand", s.Name, s.Command, s.Name)
+	}
+	if !s.ReadOnly {
+		t.Errorf("%s is not read_only; it writes nothing locally", s.Name)
+	}
+	if s.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("%s restart %q, want %s", s.Name, s.Restart, types.RestartPolicyUnlessStopped)
+	}
 	for _, key := range []string{"LIKENESS_REDIS_URL", "LIKENESS_S3_ENDPOINT", "LIKENESS_S3_ACCESS_KEY",
 		"LIKENESS_S3_SECRET_KEY", "LIKENESS_S3_BUCKET", "LIKENESS_S3_SECURE"} {
 		if envOf(s, key) != envOf(w, key) {

@@ -109,6 +109,13 @@ type Submission struct {
 	Existing bool
 }
 
+// ErrReference marks a Submit that failed on one of the spec's images: a
+// remote reference that could not be downloaded or is not an image, or an
+// edit whose mask and image differ in size once both are known. It is the
+// spec's fault (or its image host's), not the queue's or the bucket's, and
+// nothing was recorded or enqueued.
+var ErrReference = errors.New("unusable image")
+
 // RunID returns the run id of a spec: its name and a digest of everything
 // that determines its outputs. The same spec always has the same run id.
 func RunID(s *spec.Spec) string { return s.Name + "-" + s.Digest()[:12] }
@@ -189,7 +196,7 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (refs map[string]string, edits map[string][2]string, err error) {
 	refs = make(map[string]string, len(s.Characters))
 	for _, c := range s.Characters {
-		if refs[c.ID], err = p.upload(ctx, c.Reference); err != nil {
+		if refs[c.ID], _, err = p.upload(ctx, c.Reference); err != nil {
 			return nil, nil, fmt.Errorf("character %s: reference %s: %w", c.ID, c.Reference.Source, err)
 		}
 	}
@@ -199,10 +206,17 @@ func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (refs map
 			continue
 		}
 		var keys [2]string
+		var sizes [2]image.Point
 		for i, r := range []spec.Reference{pr.Edit.Image, pr.Edit.Mask} {
-			if keys[i], err = p.upload(ctx, r); err != nil {
+			if keys[i], sizes[i], err = p.upload(ctx, r); err != nil {
 				return nil, nil, fmt.Errorf("prompt %s: %s %s: %w", pr.ID, [2]string{"image", "mask"}[i], r.Source, err)
 			}
+		}
+		// The spec checks local files; a remote image or mask is only
+		// known now.
+		if sizes[0] != sizes[1] {
+			return nil, nil, fmt.Errorf("prompt %s: %w: the mask %s is %dx%d but the image %s is %dx%d; the mask must be the image's size",
+				pr.ID, ErrReference, pr.Edit.Mask.Source, sizes[1].X, sizes[1].Y, pr.Edit.Image.Source, sizes[0].X, sizes[0].Y)
 		}
 		edits[pr.ID] = keys
 	}
@@ -210,23 +224,26 @@ func (p *Producer) uploadReferences(ctx context.Context, s *spec.Spec) (refs map
 }
 
 // upload stores one image content-addressed, downloading it first when it
-// is remote, and returns its key.
-func (p *Producer) upload(ctx context.Context, ref spec.Reference) (string, error) {
+// is remote, and returns its key and size.
+func (p *Producer) upload(ctx context.Context, ref spec.Reference) (string, image.Point, error) {
 	data, sum, ext, ctype := ref.Data, ref.SHA256, ref.Ext, ref.ContentType
+	size := image.Pt(ref.Width, ref.Height)
 	if ref.Remote {
 		var err error
 		data, ext, ctype, err = p.fetch(ctx, ref.Source)
 		if err != nil {
-			return "", err
+			return "", size, fmt.Errorf("%w: %w", ErrReference, err)
 		}
 		h := sha256.Sum256(data)
 		sum = hex.EncodeToString(h[:])
+		cfg, _, _ := image.DecodeConfig(bytes.NewReader(data)) // fetch has decoded it once
+		size = image.Pt(cfg.Width, cfg.Height)
 	}
 	key := store.RefKey(sum, ext)
 	if _, err := p.cfg.Store.PutIfAbsent(ctx, key, data, ctype); err != nil {
-		return "", fmt.Errorf("upload: %w", err)
+		return "", size, fmt.Errorf("upload: %w", err)
 	}
-	return key, nil
+	return key, size, nil
 }
 
 // fetch downloads a remote reference and checks that it is an image.

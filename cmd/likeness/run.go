@@ -108,7 +108,7 @@ Running the same spec again reuses every stored output.`,
 func (a *app) waitNotify(ctx context.Context, in *infra, n task.Notify) {
 	insp := asynq.NewInspector(in.redisOpt)
 	defer insp.Close()
-	deadline := time.Now().Add(time.Minute)
+	start := time.Now()
 	for {
 		info, err := insp.GetTaskInfo(task.QueueControl, n.QueueID())
 		switch {
@@ -117,7 +117,12 @@ func (a *app) waitNotify(ctx context.Context, in *infra, n task.Notify) {
 		case err == nil && info.State == asynq.TaskStateArchived:
 			fmt.Fprintf(a.stderr, "the run's webhook was refused: %s\n", info.LastErr)
 			return
-		case time.Now().After(deadline) || ctx.Err() != nil:
+		case errors.Is(err, asynq.ErrTaskNotFound) && time.Since(start) > 5*time.Second:
+			// The fan-in queues it at once; another worker without
+			// LIKENESS_WEBHOOK_URL may have run the fan-in.
+			fmt.Fprintln(a.stderr, "no webhook was queued for this run: the worker that finalized it has no LIKENESS_WEBHOOK_URL")
+			return
+		case time.Since(start) > time.Minute || ctx.Err() != nil:
 			if in.distributed {
 				fmt.Fprintln(a.stderr, "the run's webhook is not delivered yet; it stays queued for the workers")
 			} else {
@@ -180,6 +185,9 @@ func (a *app) submit(ctx context.Context, in *infra, s *spec.Spec) (*scheduler.S
 		return nil, err
 	}
 	sub, err := p.Submit(ctx, s)
+	if errors.Is(err, scheduler.ErrReference) {
+		return nil, inputErr(fmt.Errorf("%s: %w", s.File, err))
+	}
 	if err != nil {
 		return nil, infraErr(err)
 	}
