@@ -36,6 +36,10 @@ var (
 	ErrInput   = errors.New("invalid input")
 	ErrSafety  = errors.New("rejected by safety filter")
 	ErrBilling = errors.New("billing or credentials problem")
+	// ErrGone means a request being resumed (Request.Resume) can no longer
+	// be: the provider does not know its id any more, or its output was
+	// removed. Nothing was created; the caller may create a new request.
+	ErrGone = errors.New("provider request is gone")
 )
 
 // Error is a failure reported by a provider, with what the manifest needs to

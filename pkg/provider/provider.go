@@ -54,6 +54,35 @@ type Request struct {
 	// own provider's API, the registry uses the same names and values for
 	// both (Replicate's), and the direct adapter maps them to its wire form.
 	Params map[string]any
+	// Resume, when set, is a request an earlier delivery of the same task
+	// attempt created (and so paid for): an asynchronous adapter polls it,
+	// or downloads its output again, instead of creating a new one. When
+	// the provider no longer has it (unknown id, output expired or
+	// removed), the adapter returns an error matching ErrGone, and the
+	// worker creates a new request. Synchronous adapters ignore it.
+	Resume *Pending
+	// OnPending, when set, is called by an asynchronous adapter once the
+	// provider has accepted a new request and before it waits on it, so
+	// the worker can record the request for a redelivery to resume. It is
+	// called at most once per Generate, never for a resumed request, and
+	// must return quickly.
+	OnPending func(Pending)
+}
+
+// Pending identifies an asynchronous provider request that was accepted:
+// enough to poll it again from another process.
+type Pending struct {
+	// Provider is the adapter name ("replicate", "bfl", "runway").
+	Provider string `json:"provider"`
+	// ID is the provider's id for the request (Replicate prediction id,
+	// BFL request id, Runway task id).
+	ID string `json:"id"`
+	// PollURL is the URL the provider gave for reading the request's state
+	// (Replicate urls.get, BFL polling_url), when it gives one. Adapters
+	// check that it points at their own API before polling it.
+	PollURL string `json:"poll_url,omitempty"`
+	// CreatedAt is when the provider accepted the request.
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Result is what a successful generation produced.
