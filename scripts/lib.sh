@@ -252,3 +252,155 @@ infra_down() {
 		INFRA_DIR=""
 	fi
 }
+
+# ---------------------------------------------------------------------------
+# Redis high availability: a Sentinel set and a Redis Cluster, for the tests
+# and the sentinel benchmark that prove likeness survives a failover and
+# keeps each Lua script's keys in one Cluster slot.
+#
+#   infra_ensure_redis_ha           redis-sentinel from Debian (redis-server
+#                                   provides --cluster-enabled itself)
+#   infra_up_redis_ha               both, after infra_up (same INFRA_DIR)
+#
+# The Sentinel set is a master, one replica and three sentinels, all
+# requiring INFRA_HA_PASSWORD (a throwaway test value), the master monitored
+# as INFRA_SENTINEL_MASTER. The Cluster is three masters without replicas,
+# and without a password. Processes join INFRA_PIDS, so infra_down stops them.
+
+INFRA_HA_PASSWORD=likeness-ha-test-password
+INFRA_SENTINEL_MASTER=likeness
+# Set by infra_up_redis_ha.
+INFRA_SENTINEL_ADDRS="" # host:port,host:port,host:port of the sentinels
+INFRA_SENTINEL_URL=""   # redis-sentinel://... for LIKENESS_REDIS_URL
+INFRA_CLUSTER_ADDRS=""  # host:port,... of the cluster's masters
+INFRA_CLUSTER_URL=""    # redis-cluster://... for LIKENESS_REDIS_URL
+
+# infra_ensure_redis_ha: redis-sentinel from Debian, if missing.
+infra_ensure_redis_ha() {
+	infra_ensure_redis
+	command -v redis-sentinel >/dev/null || infra_apt_install redis-sentinel
+}
+
+# infra_ha_cli PORT ARGS...: redis-cli against a password-protected server.
+infra_ha_cli() {
+	local port=$1
+	shift
+	REDISCLI_AUTH=$INFRA_HA_PASSWORD redis-cli --no-auth-warning -h 127.0.0.1 -p "$port" "$@"
+}
+
+infra_ha_ready() { [[ $(infra_ha_cli "$1" ping 2>/dev/null) == PONG ]]; }
+
+# infra_ha_start NAME VAR CMD...: start CMD (with the port substituted for
+# every @PORT@ in its arguments, and in a file named @CONF@ written from
+# $INFRA_HA_CONF) on a free port, retrying when the port is taken, and set
+# VAR to the port. READY is the function that says it answers.
+infra_ha_start() {
+	local name=$1 ready=$2
+	local -n _ha_out=$3
+	shift 3
+	local _hp _hlog _hrc _hattempt _hconf _hargs _ha
+	for _hattempt in 1 2 3 4 5; do
+		infra_pick_port _hp
+		if [[ $name == cluster-* ]]; then
+			# A cluster node also listens on its port + 10000 (the bus).
+			if (exec 3<>"/dev/tcp/127.0.0.1/$((_hp + 10000))") 2>/dev/null; then
+				continue
+			fi
+		fi
+		_hlog=$INFRA_DIR/$name.log
+		_hconf=$INFRA_DIR/$name.conf
+		_hargs=()
+		for _ha in "$@"; do
+			_ha=${_ha//@PORT@/$_hp}
+			_hargs+=("${_ha//@CONF@/$_hconf}")
+		done
+		if [[ -n ${INFRA_HA_CONF:-} ]]; then
+			printf '%s\n' "${INFRA_HA_CONF//@PORT@/$_hp}" >"$_hconf"
+		fi
+		"${_hargs[@]}" >"$_hlog" 2>&1 &
+		INFRA_PIDS+=("$!")
+		_hrc=0
+		infra_wait "$name" "$!" "$_hlog" 30 "$ready" "$_hp" || _hrc=$?
+		if ((_hrc == 0)); then
+			_ha_out=$_hp
+			return 0
+		fi
+		infra_log "$name: port $_hp taken (attempt $_hattempt), trying another"
+	done
+	infra_die "$name: no port worked"
+}
+
+# infra_start_sentinel_set: a master, a replica and three sentinels. The
+# tests wait themselves for the replica to sync and the sentinels to find
+# it (redisha helpers), so starting costs only the processes' start-up.
+infra_start_sentinel_set() {
+	local dir=$INFRA_DIR/sentinel master replica s i addrs=()
+	mkdir -p "$dir"
+	local common=(--bind 127.0.0.1 --save '' --appendonly no --databases 32
+		--requirepass "$INFRA_HA_PASSWORD" --masterauth "$INFRA_HA_PASSWORD")
+	INFRA_HA_CONF="" infra_ha_start redis-master infra_ha_ready master \
+		redis-server --port @PORT@ --dir "$dir" --dbfilename master.rdb "${common[@]}"
+	INFRA_HA_CONF="" infra_ha_start redis-replica infra_ha_ready replica \
+		redis-server --port @PORT@ --dir "$dir" --dbfilename replica.rdb "${common[@]}" \
+		--replicaof 127.0.0.1 "$master"
+	for i in 1 2 3; do
+		# Sentinels rewrite their configuration file, so each has its own.
+		INFRA_HA_CONF="port @PORT@
+bind 127.0.0.1
+dir $dir
+requirepass $INFRA_HA_PASSWORD
+sentinel monitor $INFRA_SENTINEL_MASTER 127.0.0.1 $master 2
+sentinel auth-pass $INFRA_SENTINEL_MASTER $INFRA_HA_PASSWORD
+sentinel down-after-milliseconds $INFRA_SENTINEL_MASTER 3000
+sentinel failover-timeout $INFRA_SENTINEL_MASTER 10000
+sentinel parallel-syncs $INFRA_SENTINEL_MASTER 1" \
+			infra_ha_start "redis-sentinel-$i" infra_ha_ready s redis-sentinel @CONF@
+		addrs+=("127.0.0.1:$s")
+	done
+	INFRA_SENTINEL_ADDRS=$(
+		IFS=,
+		printf '%s' "${addrs[*]}"
+	)
+	INFRA_SENTINEL_URL="redis-sentinel://:$INFRA_HA_PASSWORD@$INFRA_SENTINEL_ADDRS?master=$INFRA_SENTINEL_MASTER"
+}
+
+infra_cluster_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
+
+# infra_start_redis_cluster: three cluster-enabled masters joined with
+# redis-cli --cluster create, waiting until every node says cluster_state:ok.
+infra_start_redis_cluster() {
+	local dir=$INFRA_DIR/cluster i port ports=() addrs=() deadline
+	mkdir -p "$dir"
+	for i in 1 2 3; do
+		INFRA_HA_CONF="" infra_ha_start "cluster-$i" infra_cluster_ready port \
+			redis-server --port @PORT@ --bind 127.0.0.1 --save '' --appendonly no \
+			--cluster-enabled yes --cluster-config-file "$dir/nodes-@PORT@.conf" \
+			--cluster-node-timeout 5000 --dir "$dir"
+		ports+=("$port")
+		addrs+=("127.0.0.1:$port")
+	done
+	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$INFRA_DIR/cluster-create.log" 2>&1 ||
+		{
+			tail -n 20 "$INFRA_DIR/cluster-create.log" >&2
+			infra_die "redis-cli --cluster create failed"
+		}
+	deadline=$((SECONDS + 30))
+	for port in "${ports[@]}"; do
+		until redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
+			((SECONDS < deadline)) || infra_die "redis cluster node $port not ok after 30s"
+			sleep 0.1
+		done
+	done
+	INFRA_CLUSTER_ADDRS=$(
+		IFS=,
+		printf '%s' "${addrs[*]}"
+	)
+	INFRA_CLUSTER_URL="redis-cluster://$INFRA_CLUSTER_ADDRS"
+}
+
+# infra_up_redis_ha: the Sentinel set and the Cluster. Call after infra_up.
+infra_up_redis_ha() {
+	infra_start_sentinel_set
+	infra_start_redis_cluster
+	infra_log "redis sentinels on $INFRA_SENTINEL_ADDRS (master $INFRA_SENTINEL_MASTER), redis cluster on $INFRA_CLUSTER_ADDRS"
+}

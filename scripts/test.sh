@@ -2,10 +2,12 @@
 #
 # scripts/test.sh: the one test command, for people and CI alike.
 #
-# It installs what is missing (redis-server from Debian, MinIO built once
-# from its Go module into the cache), starts a throwaway Redis and MinIO on
-# free loopback ports, runs `go vet` and `go test -race` against them, and
-# stops them again however the run ends. Integration tests find the servers
+# It installs what is missing (redis-server and redis-sentinel from Debian,
+# MinIO built once from its Go module into the cache), starts a throwaway
+# Redis and MinIO on free loopback ports, plus a Redis Sentinel set (master,
+# replica, three sentinels) and a three-master Redis Cluster, runs `go vet`
+# and `go test -race` against them, and stops them again however the run
+# ends. Integration tests find the servers
 # through LIKENESS_TEST_* variables and, with LIKENESS_TEST_REQUIRE_INFRA=1,
 # fail instead of skipping if they are missing.
 #
@@ -79,6 +81,7 @@ command -v go >/dev/null || infra_die "go not found: install Go first (see go.mo
 export CGO_ENABLED=1 # -race needs cgo
 infra_ensure_cc
 infra_ensure_redis
+infra_ensure_redis_ha
 infra_ensure_minio
 
 infra_log "go vet ${pkgs[*]}"
@@ -88,12 +91,18 @@ trap infra_down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 infra_up
+infra_up_redis_ha
 
 export LIKENESS_TEST_REDIS_ADDR=$INFRA_REDIS_ADDR
 export LIKENESS_TEST_S3_ENDPOINT=$INFRA_S3_ENDPOINT
 export LIKENESS_TEST_S3_ACCESS_KEY=$INFRA_S3_ACCESS_KEY
 export LIKENESS_TEST_S3_SECRET_KEY=$INFRA_S3_SECRET_KEY
 export LIKENESS_TEST_REQUIRE_INFRA=1
+# Redis high availability (internal/testenv.Sentinel, .Cluster).
+export LIKENESS_TEST_SENTINEL_ADDRS=$INFRA_SENTINEL_ADDRS
+export LIKENESS_TEST_SENTINEL_MASTER=$INFRA_SENTINEL_MASTER
+export LIKENESS_TEST_SENTINEL_PASSWORD=$INFRA_HA_PASSWORD
+export LIKENESS_TEST_CLUSTER_ADDRS=$INFRA_CLUSTER_ADDRS
 
 status=0
 go test -race -count=1 -timeout 14m "${test_args[@]}" || status=$?

@@ -23,6 +23,7 @@ import (
 
 	"github.com/likeness-run/likeness/internal/testenv"
 	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/redisconn"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 )
@@ -119,8 +120,8 @@ func likeness(t *testing.T, env []string, args ...string) (code int, stdout, std
 // and a bucket of its own, and the env that points likeness at them.
 type cluster struct {
 	env    []string
-	rdb    *redis.Client
-	redis  asynq.RedisClientOpt
+	rdb    redis.UniversalClient
+	redis  asynq.RedisConnOpt
 	bucket *store.S3
 	runs   *runstate.Store
 }
@@ -133,6 +134,17 @@ var bucketSeq struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	addr, db := testenv.RedisDB(t)
+	return newClusterOn(t, fmt.Sprintf("redis://%s/%d", addr, db))
+}
+
+// newClusterOn is a cluster on the Redis that redisURL (any
+// LIKENESS_REDIS_URL form) names, with a bucket of its own.
+func newClusterOn(t *testing.T, redisURL string) *cluster {
+	t.Helper()
+	ropt, err := redisconn.Parse(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s3env := testenv.S3(t)
 	bucketSeq.Lock()
 	bucketSeq.n++
@@ -142,11 +154,11 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+	rdb := ropt.Client()
 	t.Cleanup(func() { rdb.Close() })
 	return &cluster{
 		env: []string{
-			fmt.Sprintf("LIKENESS_REDIS_URL=redis://%s/%d", addr, db),
+			"LIKENESS_REDIS_URL=" + redisURL,
 			"LIKENESS_S3_ENDPOINT=" + s3env.Endpoint,
 			"LIKENESS_S3_ACCESS_KEY=" + s3env.AccessKey,
 			"LIKENESS_S3_SECRET_KEY=" + s3env.SecretKey,
@@ -154,7 +166,7 @@ func newCluster(t *testing.T) *cluster {
 			"LIKENESS_LOG_LEVEL=info",
 		},
 		rdb:    rdb,
-		redis:  asynq.RedisClientOpt{Addr: addr, DB: db},
+		redis:  ropt.Asynq(),
 		bucket: bucket,
 		runs:   runstate.New(rdb, runstate.Config{}),
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/provider/runway"
 	"github.com/likeness-run/likeness/pkg/provider/sim"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
+	"github.com/likeness-run/likeness/pkg/redisconn"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/worker"
@@ -74,15 +75,18 @@ type connectOpts struct {
 // that does not answer is infrastructure (exit 3).
 func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 	in := &infra{}
-	url := a.getenv("LIKENESS_REDIS_URL")
+	raw := a.getenv("LIKENESS_REDIS_URL")
+	where := "embedded redis"
 	switch {
-	case url != "":
-		opt, err := asynq.ParseRedisURI(url)
+	case raw != "":
+		opt, err := redisconn.Parse(raw)
 		if err != nil {
 			return nil, inputErr(fmt.Errorf("LIKENESS_REDIS_URL: %w", err))
 		}
-		in.redisOpt = opt
+		in.redisOpt = opt.Asynq()
+		in.rdb = opt.Client()
 		in.distributed = true
+		where = "redis " + opt.String()
 	case o.embedded:
 		r, err := embedded.StartRedis()
 		if err != nil {
@@ -90,20 +94,16 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		}
 		in.embedded = r
 		in.redisOpt = asynq.RedisClientOpt{Addr: r.Addr()}
+		in.rdb = redis.NewClient(&redis.Options{Addr: r.Addr()})
 	default:
 		return nil, inputErr(errors.New("LIKENESS_REDIS_URL is not set: this command needs the shared Redis (or use `likeness run SPEC` for the embedded mode)"))
 	}
-	rdb, ok := in.redisOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		in.Close()
-		return nil, inputErr(errors.New("LIKENESS_REDIS_URL: unsupported Redis connection type"))
-	}
-	in.rdb = rdb
+	rdb := in.rdb
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		in.Close()
-		return nil, infraErr(fmt.Errorf("redis %s does not answer: %w", redactURL(url), err))
+		return nil, infraErr(fmt.Errorf("%s does not answer: %w", where, err))
 	}
 	in.runs = runstate.New(rdb, runstate.Config{})
 	in.limiter = ratelimit.New(rdb, ratelimit.Config{})
@@ -153,15 +153,6 @@ func (a *app) openStore(ctx context.Context, outDir string) (blobStore, error) {
 		return nil, infraErr(fmt.Errorf("object store %s: %w", endpoint, err))
 	}
 	return s3, nil
-}
-
-// redactURL hides a password in a Redis URL before it is printed.
-func redactURL(u string) string {
-	opt, err := redis.ParseURL(u)
-	if err != nil || opt.Password == "" {
-		return u
-	}
-	return fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
 }
 
 // limits reads the operator's limit overrides from LIKENESS_LIMITS, a YAML

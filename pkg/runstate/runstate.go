@@ -129,7 +129,6 @@ var createScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], 'id'))
 return 1
 `)
 
@@ -144,11 +143,19 @@ func (s *Store) Create(ctx context.Context, r Run) (bool, error) {
 		"models", strings.Join(r.Models, ","),
 		"state", string(Running),
 	}
-	n, err := createScript.Run(ctx, s.rdb, []string{s.metaKey(r.ID), s.indexKey()}, args...).Int()
+	n, err := createScript.Run(ctx, s.rdb, []string{s.metaKey(r.ID)}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("runstate: create %s: %w", r.ID, err)
 	}
-	return n == 1, nil
+	if n != 1 {
+		return false, nil
+	}
+	// The index lives in another Cluster slot than the run's keys, so it
+	// is written apart from the script; List only orders what it finds.
+	if err := s.rdb.ZAdd(ctx, s.indexKey(), redis.Z{Score: float64(r.CreatedAt.UnixMilli()), Member: r.ID}).Err(); err != nil {
+		return false, fmt.Errorf("runstate: index %s: %w", r.ID, err)
+	}
+	return true, nil
 }
 
 // MarkEnqueued records that every task of the run is in the queue.
