@@ -18,8 +18,9 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// kubeDir holds the Kubernetes manifests, relative to this package.
-const kubeDir = "kubernetes"
+// kubeDir holds the Kubernetes manifests (the kustomize base), relative to
+// this package.
+const kubeDir = "kubernetes/base"
 
 // object is the part of a Kubernetes (or kustomize) document the tests read.
 type object struct {
