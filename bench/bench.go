@@ -15,6 +15,8 @@
 //     run come to the least time the providers' limits allow?
 //   - overhead: what does the pipeline (limits, checks, storage, records)
 //     cost per task compared with a bare asynq handler?
+//   - sentinel: limits on Redis behind Sentinel, failed over midway
+//     (sentinel.go); not part of `bench all`, it needs a Sentinel set.
 //
 // Each scenario flushes a Redis database of its own (Config.RedisDB plus
 // 0, 1, 2), writes to a bucket of its own (a new one per run), and stops
@@ -160,6 +162,8 @@ func Run(ctx context.Context, cfg Config, scenario string) (Result, error) {
 		run, db = runMakespan, cfg.RedisDB+1
 	case ScenarioOverhead:
 		run, db = runOverhead, cfg.RedisDB+2
+	case ScenarioSentinel:
+		run = runSentinel
 	default:
 		return nil, fmt.Errorf("%w: unknown scenario %q (want %s)", ErrConfig, scenario, strings.Join(Scenarios(), ", "))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/likeness-run/likeness/pkg/redisconn"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
@@ -33,7 +34,7 @@ type env struct {
 
 	redisURL  string // Config.RedisURL with the scenario's database
 	redisOpt  asynq.RedisConnOpt
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	runs      *runstate.Store
 	bucket    string
 	blobs     *store.S3
@@ -44,25 +45,26 @@ type env struct {
 // database and creates its bucket.
 func setup(ctx context.Context, cfg Config, scenario string, db int) (*env, error) {
 	e := &env{cfg: cfg, scenario: scenario}
+	// redisconn first: its errors never quote the URL (or its password).
+	ropt, err := redisconn.Parse(cfg.RedisURL)
+	if err == nil {
+		ropt, err = ropt.WithDB(db)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
+	}
 	u, err := withDB(cfg.RedisURL, db)
 	if err != nil {
 		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
 	}
 	e.redisURL = u
-	ropt, err := redis.ParseURL(u)
-	if err != nil {
-		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
-	}
-	e.redisOpt, err = asynq.ParseRedisURI(u)
-	if err != nil {
-		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
-	}
-	e.rdb = redis.NewClient(ropt)
+	e.redisOpt = ropt.Asynq()
+	e.rdb = ropt.Client()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := e.rdb.Ping(pctx).Err(); err != nil {
 		e.rdb.Close()
-		return nil, fmt.Errorf("%w: redis %s: %v", ErrInfra, ropt.Addr, err)
+		return nil, fmt.Errorf("%w: redis %s: %v", ErrInfra, ropt, err)
 	}
 	if err := e.rdb.FlushDB(pctx).Err(); err != nil {
 		e.rdb.Close()
@@ -115,14 +117,17 @@ func (e *env) close(ok bool) {
 	}
 }
 
-// withDB returns the Redis URL u with database db.
+// withDB returns the Redis URL u (redis://, rediss:// or redis-sentinel://,
+// checked by redisconn.Parse first) with database db.
 func withDB(u string, db int) (string, error) {
 	parsed, err := url.Parse(u)
 	if err != nil {
-		return "", err
+		return "", errors.New("not a URL") // url's message would quote the password
 	}
-	if parsed.Scheme != "redis" && parsed.Scheme != "rediss" {
-		return "", fmt.Errorf("want a redis:// or rediss:// URL, got scheme %q", parsed.Scheme)
+	switch parsed.Scheme {
+	case redisconn.SchemeRedis, redisconn.SchemeRedisTLS, redisconn.SchemeSentinel:
+	default:
+		return "", fmt.Errorf("want a redis://, rediss:// or redis-sentinel:// URL (a scenario flushes a database of its own), got scheme %q", parsed.Scheme)
 	}
 	parsed.Path = fmt.Sprintf("/%d", db)
 	return parsed.String(), nil

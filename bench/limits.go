@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -32,6 +33,22 @@ const (
 const benchToken = "r8_likeness_bench_not_a_real_token"
 
 func runLimits(ctx context.Context, e *env) (Result, error) {
+	res, _, err := limits(ctx, e, nil)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// limits runs the limits scenario. midway, when set, is called once, from
+// the progress report, once half the tasks are done (the sentinel scenario
+// fails Redis over there); its error ends the scenario. It also returns the
+// run's final status.
+func limits(ctx context.Context, e *env, midway func(context.Context) error) (LimitsResult, *runstate.Status, error) {
+	var (
+		midErr   error
+		midFired bool
+	)
 	workers := pick(e.cfg.Workers, limitsWorkers)
 	f := fanOutFor("bench-limits", pick(e.cfg.Tasks, limitsTasks), 4,
 		[]specModel{{id: "kontext", ref: "replicate:" + limitsModel}})
@@ -44,28 +61,28 @@ func runLimits(ctx context.Context, e *env) (Result, error) {
     latency_jitter: 0.3
 `, limitsModel, limitsLatency), benchToken, 1)
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 	limitsFile, err := e.writeFile("limits.yaml", fmt.Appendf(nil,
 		"limits:\n  replicate: {requests_per_minute: %d, concurrency: %d}\n", limitsRPM, limitsCap))
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 	procs, err := e.startWorkers(ctx, workers, limitsWorkerSlots, e.subprocessEnv(
 		"REPLICATE_API_TOKEN="+benchToken, "LIKENESS_REPLICATE_BASE_URL="+base+"/v1", "LIKENESS_LIMITS="+limitsFile,
 	), task.QueueFor("replicate"))
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 
 	s, err := e.loadSpec(f)
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 	start := time.Now()
 	sub, err := e.submit(ctx, s)
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 	e.progressf("submitted run %s (%d tasks) in %s", sub.RunID, sub.Tasks, since(start))
 	st, _, err := e.waitRun(ctx, sub.RunID, 250*time.Millisecond, func() error { return anyExited(procs) },
@@ -76,22 +93,32 @@ func runLimits(ctx context.Context, e *env) (Result, error) {
 					ss.Creates-ss.Throttled, ss.InFlight, ss.MaxInFlight, ss.Throttled)
 			}
 			e.progressf("%s", line)
+			if midway != nil && !midFired && st.Done() >= st.Total/2 {
+				midFired = true
+				midErr = midway(ctx)
+			}
 		})
+	if err == nil {
+		err = midErr
+	}
+	if err == nil && midway != nil && !midFired {
+		err = errors.New("the run ended before half its tasks were reported done: nothing happened midway; raise Tasks")
+	}
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, st, err
 	}
 	e.progressf("run done in %s: %d succeeded, %d failed", since(start), st.Succeeded, st.Failed)
 
 	ss, err := fetchStats(ctx, base, time.Minute, limitsRPM)
 	if err != nil {
-		return nil, err
+		return LimitsResult{}, nil, err
 	}
 	m := ss.Models[limitsModel]
 	if m.FirstAccept == nil || m.OverLimit == nil {
-		return nil, fmt.Errorf("the simulator saw no accepted create of %s", limitsModel)
+		return LimitsResult{}, st, fmt.Errorf("the simulator saw no accepted create of %s", limitsModel)
 	}
 	if m.AcceptLog != int(m.Accepted) {
-		return nil, fmt.Errorf("the simulator kept %d of %d accept times; lower Tasks", m.AcceptLog, m.Accepted)
+		return LimitsResult{}, st, fmt.Errorf("the simulator kept %d of %d accept times; lower Tasks", m.AcceptLog, m.Accepted)
 	}
 	span := m.LastAccept.Sub(*m.FirstAccept)
 	res := LimitsResult{
@@ -104,7 +131,7 @@ func runLimits(ctx context.Context, e *env) (Result, error) {
 	if st.Failed > 0 {
 		e.progressf("warning: %d tasks failed; see the worker logs in %s", st.Failed, e.dir)
 	}
-	return res, nil
+	return res, st, nil
 }
 
 // pick returns v, or def when v is 0.

@@ -14,6 +14,9 @@
 # Usage:
 #   scripts/bench.sh limits|makespan|overhead [likeness bench flags]
 #   scripts/bench.sh all [likeness bench flags]   the three, in sequence
+#   scripts/bench.sh sentinel [likeness bench flags]
+#       limits against a Redis Sentinel set (master, replica, three
+#       sentinels, started here too), failed over midway
 #
 # Progress goes to stderr; each scenario prints one JSON line on stdout.
 # The exit status is likeness bench's (0: targets met, 1: a target missed,
@@ -29,14 +32,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 
 usage() {
-	printf 'usage: %s limits|makespan|overhead|all [likeness bench flags]\n' "${0##*/}" >&2
+	printf 'usage: %s limits|makespan|overhead|all|sentinel [likeness bench flags]\n' "${0##*/}" >&2
 	exit 2
 }
 (($#)) || usage
 scenario=$1
 shift
 case $scenario in
-limits | makespan | overhead) scenarios=("$scenario") ;;
+limits | makespan | overhead | sentinel) scenarios=("$scenario") ;;
 all) scenarios=(limits makespan overhead) ;;
 -h | --help) usage ;;
 *)
@@ -48,6 +51,9 @@ esac
 command -v go >/dev/null || infra_die "go not found: install Go first (see go.mod for the version)"
 infra_ensure_redis
 infra_ensure_minio
+if [[ $scenario == sentinel ]]; then
+	infra_ensure_redis_ha
+fi
 
 BENCH_BIN_DIR=""
 cleanup() {
@@ -67,6 +73,11 @@ go build -o "$BENCH_BIN_DIR/likeness" ./cmd/likeness
 infra_up
 
 export LIKENESS_REDIS_URL=redis://$INFRA_REDIS_ADDR/0
+if [[ $scenario == sentinel ]]; then
+	infra_start_sentinel_set
+	infra_sentinel_wait_ready
+	export LIKENESS_REDIS_URL=$INFRA_SENTINEL_URL
+fi
 export LIKENESS_S3_ENDPOINT=$INFRA_S3_ENDPOINT
 export LIKENESS_S3_ACCESS_KEY=$INFRA_S3_ACCESS_KEY
 export LIKENESS_S3_SECRET_KEY=$INFRA_S3_SECRET_KEY

@@ -364,6 +364,26 @@ sentinel parallel-syncs $INFRA_SENTINEL_MASTER 1" \
 	INFRA_SENTINEL_URL="redis-sentinel://:$INFRA_HA_PASSWORD@$INFRA_SENTINEL_ADDRS?master=$INFRA_SENTINEL_MASTER"
 }
 
+# infra_sentinel_wait_ready: wait until every sentinel sees the replica in
+# sync and the two other sentinels, so that SENTINEL FAILOVER can promote
+# it. (Tests wait in Go instead: internal/testenv SentinelEnv.WaitReady.)
+infra_sentinel_wait_ready() {
+	local deadline=$((SECONDS + 60)) addr port ok
+	while :; do
+		ok=1
+		for addr in ${INFRA_SENTINEL_ADDRS//,/ }; do
+			port=${addr##*:}
+			infra_ha_cli "$port" sentinel replicas "$INFRA_SENTINEL_MASTER" 2>/dev/null |
+				grep -qx 'ok' || ok=0
+			[[ $(infra_ha_cli "$port" sentinel master "$INFRA_SENTINEL_MASTER" 2>/dev/null |
+				grep -A1 -x 'num-other-sentinels' | tail -n 1) == 2 ]] || ok=0
+		done
+		((ok)) && return 0
+		((SECONDS < deadline)) || infra_die "sentinels not ready after 60s (logs in $INFRA_DIR)"
+		sleep 0.2
+	done
+}
+
 infra_cluster_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
 
 # infra_start_redis_cluster: three cluster-enabled masters joined with

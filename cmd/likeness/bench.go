@@ -48,9 +48,13 @@ Scenarios (docs/benchmarks.md has the measured numbers):
             Redis. JSON: tasks_per_s, raw_asynq_tasks_per_s, ratio,
             p99_overhead_ms (p99 handler time of the pipeline minus the
             no-op's).
+  sentinel  limits on Redis behind Sentinel (a redis-sentinel:// URL), the
+            master failed over when half the tasks are done. JSON: the
+            limits fields (target achieved_ratio >= 0.95, over_limit_windows
+            0), failover_s, tasks and succeeded (target: all).
 
-Each scenario flushes Redis database --redis-db (limits), +1 (makespan) or
-+2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
+Each scenario flushes Redis database --redis-db (limits, sentinel), +1
+(makespan) or +2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
 
 Exit status: 0 when the scenario met its targets, 1 when it ran but missed
 one (the JSON line is printed either way), 2 for bad input or missing
@@ -59,7 +63,7 @@ configuration, 3 when Redis or the object store do not answer.`,
   LIKENESS_REDIS_URL=redis://127.0.0.1:6379 LIKENESS_S3_ENDPOINT=127.0.0.1:9000 \
   LIKENESS_S3_ACCESS_KEY=... LIKENESS_S3_SECRET_KEY=... likeness bench makespan`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: bench.Scenarios(),
+		ValidArgs: append(bench.Scenarios(), bench.ScenarioSentinel),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			exe, err := os.Executable()
 			if err != nil {

@@ -59,6 +59,17 @@ func (in *infra) Close() {
 	}
 }
 
+// Behind Sentinel, run state confirms each task's count reached a replica
+// (runstate.Config.WaitReplicas) and counts again if not.
+//
+// sentinelLeaseTTL is the concurrency-slot lease behind Sentinel. A
+// failover loses the writes the old master took in its last second as
+// master (replication is asynchronous), slot releases among them; a lost
+// release holds its slot until the lease expires, so the fleet runs below
+// its cap that long. Leases are refreshed every third of this, so a worker
+// alive through the failover keeps its own.
+const sentinelLeaseTTL = 10 * time.Second
+
 // connectOpts says what a command may fall back to.
 type connectOpts struct {
 	// embedded allows an in-process Redis when LIKENESS_REDIS_URL is unset.
@@ -77,6 +88,10 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 	in := &infra{}
 	raw := a.getenv("LIKENESS_REDIS_URL")
 	where := "embedded redis"
+	var (
+		limits ratelimit.Config
+		runs   runstate.Config
+	)
 	switch {
 	case raw != "":
 		opt, err := redisconn.Parse(raw)
@@ -87,6 +102,10 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		in.rdb = opt.Client()
 		in.distributed = true
 		where = "redis " + opt.String()
+		if opt.Mode == redisconn.Sentinel {
+			limits.LeaseTTL = sentinelLeaseTTL
+			runs.WaitReplicas = 1
+		}
 	case o.embedded:
 		r, err := embedded.StartRedis()
 		if err != nil {
@@ -105,8 +124,8 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		in.Close()
 		return nil, infraErr(fmt.Errorf("%s does not answer: %w", where, err))
 	}
-	in.runs = runstate.New(rdb, runstate.Config{})
-	in.limiter = ratelimit.New(rdb, ratelimit.Config{})
+	in.runs = runstate.New(rdb, runs)
+	in.limiter = ratelimit.New(rdb, limits)
 	if !o.needStore {
 		return in, nil
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/likeness-run/likeness/pkg/redisconn"
 )
 
 // Environment variables for the Redis high-availability setups that
@@ -157,66 +159,22 @@ func (s SentinelEnv) ready(ctx context.Context) error {
 
 // Failover forces the sentinels to promote the replica (SENTINEL
 // FAILOVER), and waits until the new master answers as one and every
-// sentinel names it. It returns the old and new master addresses. Call
-// WaitReady first; the set is ready for another failover once WaitReady
-// passes again.
+// sentinel names it (redisconn.Failover). It returns the old and new
+// master addresses. Call WaitReady first; the set is ready for another
+// failover once WaitReady passes again.
 func (s SentinelEnv) Failover(t testing.TB, timeout time.Duration) (from, to string) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(timeout)
-	from, err := s.MasterAddr(ctx)
+	o, err := redisconn.Parse(s.URL(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := s.sentinel(s.Addrs[0])
-	defer sc.Close()
-	for {
-		// INPROG or NOGOODSLAVE while a previous failover settles.
-		err := sc.Failover(ctx, s.Master).Err()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SENTINEL FAILOVER %s: %v", s.Master, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	from, to, err = redisconn.Failover(ctx, o, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for {
-		to, err = s.switched(ctx, from)
-		if err == nil {
-			return from, to
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("failover from %s not done after %s: %v", from, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// switched returns the new master once every sentinel names the same one,
-// other than from, and it answers as a master.
-func (s SentinelEnv) switched(ctx context.Context, from string) (string, error) {
-	var to string
-	for _, addr := range s.Addrs {
-		sc := s.sentinel(addr)
-		a, err := sc.GetMasterAddrByName(ctx, s.Master).Result()
-		sc.Close()
-		if err != nil {
-			return "", fmt.Errorf("sentinel %s: %w", addr, err)
-		}
-		here := a[0] + ":" + a[1]
-		if here == from || (to != "" && here != to) {
-			return "", fmt.Errorf("sentinel %s still names %s", addr, here)
-		}
-		to = here
-	}
-	c := redis.NewClient(&redis.Options{Addr: to, Password: s.Password})
-	defer c.Close()
-	role, err := c.Do(ctx, "ROLE").Slice()
-	if err != nil || len(role) == 0 || role[0] != "master" {
-		return "", fmt.Errorf("%s is not a master yet: %v %v", to, role, err)
-	}
-	return to, nil
+	return from, to
 }
 
 // Cluster returns the seed addresses of the test Redis Cluster (three

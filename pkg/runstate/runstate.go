@@ -91,6 +91,18 @@ type Config struct {
 	TTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// WaitReplicas, above 0, makes Complete confirm (WAIT) that this many
+	// replicas received its count. Behind Sentinel a failover loses what
+	// the old master took in its last moments; a count it could not
+	// confirm is made again after RecountAfter, on whichever master the
+	// client follows by then (counting is idempotent), so a task whose
+	// queue acknowledgement survived is never left uncounted. Default 0:
+	// no confirmation (one server, Cluster). Needs a client of one master.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 500ms.
+	WaitTimeout time.Duration
+	// RecountAfter is the pause before counting again. Default 2s.
+	RecountAfter time.Duration
 }
 
 // Store reads and writes run state in Redis.
@@ -109,6 +121,12 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 500 * time.Millisecond
+	}
+	if cfg.RecountAfter <= 0 {
+		cfg.RecountAfter = 2 * time.Second
 	}
 	return &Store{rdb: rdb, cfg: cfg}
 }
@@ -242,8 +260,40 @@ func (s *Store) Complete(ctx context.Context, run, task string, status manifest.
 	if cached {
 		c = "1"
 	}
-	res, err := completeScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run), s.reservedKey(run)},
-		task, string(status), c, micro(costUSD), s.cfg.TTL.Milliseconds()).Int64Slice()
+	keys := []string{s.metaKey(run), s.doneKey(run), s.reservedKey(run)}
+	args := []any{task, string(status), c, micro(costUSD), s.cfg.TTL.Milliseconds()}
+	if s.cfg.WaitReplicas <= 0 {
+		res, err := completeScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+		return s.progress(run, task, res, err)
+	}
+	var p Progress
+	for try := 0; try < 2; try++ {
+		pipe := s.rdb.Pipeline() // one connection: WAIT confirms the script's write
+		cmd := completeScript.Eval(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "WAIT", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		res, err := cmd.Int64Slice()
+		again, err := s.progress(run, task, res, err)
+		if err != nil {
+			return Progress{}, err
+		}
+		again.Counted = again.Counted || p.Counted
+		p = again
+		if n, err := wait.Int64(); err == nil && n >= int64(s.cfg.WaitReplicas) {
+			break
+		}
+		if try == 0 {
+			select {
+			case <-ctx.Done():
+				return p, nil // counted on this master; the queue redelivers if it was lost
+			case <-time.After(s.cfg.RecountAfter):
+			}
+		}
+	}
+	return p, nil
+}
+
+func (s *Store) progress(run, task string, res []int64, err error) (Progress, error) {
 	if err != nil {
 		return Progress{}, fmt.Errorf("runstate: complete %s/%s: %w", run, task, err)
 	}
