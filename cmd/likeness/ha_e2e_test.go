@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,11 +122,16 @@ func TestClusterEndToEnd(t *testing.T) {
 	if !ok {
 		t.Fatalf("client is %T, not a cluster client", c.rdb)
 	}
-	var holding []string
+	var (
+		mu      sync.Mutex
+		holding []string
+	)
 	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
 		n, err := m.DBSize(ctx).Result()
 		if n > 0 {
+			mu.Lock()
 			holding = append(holding, m.Options().Addr)
+			mu.Unlock()
 		}
 		return err
 	})
