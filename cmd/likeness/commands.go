@@ -424,11 +424,13 @@ func (a *app) estimateCmd() *cobra.Command {
 func (a *app) retryCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "retry RUN",
-		Short: "Run a run's failed tasks again",
-		Long: `retry puts every task of RUN that failed for good back in the queue with a
-fresh attempt history (after a provider outage, or once an account is topped
-up: billing stops are lifted). The run is finalized again when they end.
-Workers must be running to do the work.`,
+		Short: "Run a run's failed and skipped tasks again",
+		Long: `retry puts every task of RUN that failed or was skipped back in the queue
+with fresh retry budgets (after a provider outage, or once an account is
+topped up: billing stops and a cancel are lifted first). Earlier attempts
+stay in each task's history and cost. The run is finalized again when they
+end, and that finalization sends its own webhook. Workers must be running
+to do the work.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
@@ -438,7 +440,9 @@ Workers must be running to do the work.`,
 			defer in.Close()
 			insp := asynq.NewInspector(in.redisOpt)
 			defer insp.Close()
-			n, err := scheduler.Retry(cmd.Context(), insp, in.runs, in.blobs, args[0])
+			q := asynq.NewClient(in.redisOpt)
+			defer q.Close()
+			n, err := scheduler.Retry(cmd.Context(), q, insp, in.runs, in.blobs, args[0])
 			if errors.Is(err, runstate.ErrNotFound) {
 				return inputErr(fmt.Errorf("run %s not found", args[0]))
 			}
@@ -446,7 +450,7 @@ Workers must be running to do the work.`,
 				return infraErr(err)
 			}
 			if n == 0 {
-				fmt.Fprintf(a.stdout, "run %s has no failed tasks to retry\n", args[0])
+				fmt.Fprintf(a.stdout, "run %s has no failed or skipped tasks to retry\n", args[0])
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "%d tasks of run %s back in the queue; follow with: likeness watch %s\n", n, args[0], args[0])
