@@ -212,7 +212,7 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 	st := &Status{
 		Run: Run{
 			ID: m["id"], Name: m["name"], SpecKey: m["spec_key"], Total: atoi("total"),
-			BudgetUSD:   float64(atoi64("budget_micro")) / 1e6,
+			BudgetUSD:     float64(atoi64("budget_micro")) / 1e6,
 			CreatedAt:     time.UnixMilli(atoi64("created_ms")),
 			TraceParent:   m["traceparent"],
 			InfraRetryFor: cmpOr(time.Duration(atoi64("infra_retry_ms"))*time.Millisecond, DefaultInfraRetryFor),
