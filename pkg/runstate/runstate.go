@@ -91,6 +91,15 @@ type Status struct {
 	// own webhook delivery.
 	Finalizations int
 	FinishedAt    time.Time
+	// What the run is waiting on, for status displays: its control flags,
+	// provider requests paid and open, tasks infrastructure faults are
+	// failing (and one of their errors), and the fan-in's last
+	// infrastructure error while it retries.
+	Paused, Canceled bool
+	PendingRequests  int
+	InfraFailing     int
+	InfraErr         string
+	FinalizeErr      string
 }
 
 // Done returns the number of tasks in a terminal state.
@@ -200,10 +209,14 @@ func (s *Store) MarkEnqueued(ctx context.Context, run string) error {
 
 // Get returns a snapshot of the run.
 func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
-	m, err := s.rdb.HGetAll(ctx, s.metaKey(run)).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	meta := pipe.HGetAll(ctx, s.metaKey(run))
+	pending := pipe.HLen(ctx, s.pendingKey(run))
+	infra := pipe.HGetAll(ctx, s.infraKey(run))
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("runstate: get %s: %w", run, err)
 	}
+	m := meta.Val()
 	if len(m) == 0 {
 		return nil, fmt.Errorf("runstate: %s: %w", run, ErrNotFound)
 	}
@@ -232,6 +245,24 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 	}
 	if m["models"] != "" {
 		st.Models = strings.Split(m["models"], ",")
+	}
+	st.Paused = m["paused"] == "1"
+	st.Canceled = m["canceled"] == "1"
+	st.PendingRequests = int(pending.Val())
+	var latest int64
+	for k, v := range infra.Val() {
+		if strings.HasSuffix(k, ":err") {
+			continue
+		}
+		ms, _ := strconv.ParseInt(v, 10, 64)
+		if k == "finalize" {
+			st.FinalizeErr = infra.Val()[k+":err"]
+			continue
+		}
+		st.InfraFailing++
+		if ms >= latest {
+			latest, st.InfraErr = ms, infra.Val()[k+":err"]
+		}
 	}
 	if ms := atoi64("finished_ms"); ms > 0 {
 		st.FinishedAt = time.UnixMilli(ms)
