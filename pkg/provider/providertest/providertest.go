@@ -21,10 +21,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/likeness-run/likeness/pkg/provider"
 )
 
 // Scenario names one way a provider can answer a generation request.
@@ -173,6 +176,17 @@ func (b *Base) Host(name string, data []byte, expired bool) string {
 	return b.URL() + "/files/" + name
 }
 
+// ExpireFile makes a hosted URL answer 404 from now on, as an output link
+// past its lifetime does.
+func (b *Base) ExpireFile(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.files[name]; ok {
+		f.expired = true
+		b.files[name] = f
+	}
+}
+
 func (b *Base) serveFile(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	f, ok := b.files[r.PathValue("name")]
@@ -261,4 +275,28 @@ func OutputSize(aspect string, input []byte) (w, h int) {
 		return 64, max(1, 64*rh/rw)
 	}
 	return max(1, 64*rw/rh), 64
+}
+
+// Unfetchable returns why a provider could not fetch raw, an input URL a
+// client sent, or "" when it could: data: URIs and the fake's own URLs
+// (uploads it handed out) are fetchable, as is any http(s) URL on a public
+// host (provider.PublicHost). A URL on a loopback, private, link-local or
+// otherwise non-public address, or on a local name such as compose's
+// "minio", is not: a hosted provider cannot reach it, and a fake answers
+// it as its provider answers an input it cannot download.
+func (b *Base) Unfetchable(raw string) string {
+	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("%.60q is not a valid URL", raw)
+	}
+	if u.Host == b.srv.Listener.Addr().String() {
+		return ""
+	}
+	if !provider.PublicHost(u.Hostname()) {
+		return fmt.Sprintf("could not download %s://%s/...: the host is not reachable from the internet", u.Scheme, u.Host)
+	}
+	return ""
 }
