@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -42,6 +44,10 @@ func RunwayFailed(failureCode string) Scenario { return Scenario("runway_failed:
 // Slow (the task stays RUNNING until deleted); OutputExpired (every output
 // URL answers 404); TaskFailed (FAILED INTERNAL.BAD_OUTPUT.CODE01);
 // RunwayExpiredOnce; RunwayFailed(code).
+//
+// A reference URL Runway could not fetch (an IP address rather than a
+// domain, or a host Base.Unfetchable refuses: loopback, private, ...) is
+// answered 400 with the issue on referenceImages[i].uri, as Runway does.
 //
 // Protocol checks (answered with ProtocolError): Bearer RunwayKey,
 // X-Runway-Version 2024-11-06 on every request, JSON content type, no
@@ -82,6 +88,35 @@ func NewRunway(t testing.TB) *RunwayFake {
 // Supports reports that Runway has every failure mode of the suite.
 func (f *RunwayFake) Supports(Scenario) bool { return true }
 
+// Expire deletes a task as DELETE /v1/tasks/{id} does a finished one (and
+// as Runway's retention eventually does): its output is purged and fetching
+// it answers 404.
+func (f *RunwayFake) Expire(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.tasks[id]; ok {
+		t.deleted = true
+	}
+}
+
+// runwayUnfetchable returns why Runway would refuse a reference URL: not a
+// domain (Runway fetches domains only), or a host it cannot reach
+// (Base.Unfetchable); "" when it would fetch it.
+func (f *RunwayFake) runwayUnfetchable(uri string) string {
+	if !strings.HasPrefix(uri, "https://") {
+		return ""
+	}
+	if u, err := url.Parse(uri); err == nil {
+		if _, err := netip.ParseAddr(u.Hostname()); err == nil {
+			return "Invalid asset URL: must be a domain, not an IP address"
+		}
+	}
+	if why := f.Unfetchable(uri); why != "" {
+		return "Failed to fetch asset: " + why
+	}
+	return ""
+}
+
 // runwayRatios are the ratio strings Runway accepts for Gen-4 Image.
 func runwayRatios() []string {
 	return []string{"1024:1024", "1080:1080", "1168:880", "1360:768", "1440:1080", "1080:1440", "1808:768", "1920:1080", "1080:1920", "2112:912", "1280:720", "720:1280", "720:720", "960:720", "720:960", "1680:720"}
@@ -121,6 +156,15 @@ func (f *RunwayFake) create(w http.ResponseWriter, r *http.Request) {
 	if msg := checkRunwayCreate(body); msg != "" {
 		ProtocolError(w, "%s", msg)
 		return
+	}
+	for i, ref := range body.ReferenceImages {
+		if why := f.runwayUnfetchable(*ref.URI); why != "" {
+			runwayJSON(w, http.StatusBadRequest, map[string]any{
+				"error":  "Validation of body failed",
+				"issues": []map[string]any{{"code": "custom", "path": []any{"referenceImages", i, "uri"}, "message": why}},
+			})
+			return
+		}
 	}
 	if msg := runwayRefAspect(body); msg != "" {
 		runwayJSON(w, http.StatusBadRequest, map[string]any{"error": msg})

@@ -22,7 +22,19 @@
 // If Generate gives up on a task that has not finished (ctx done, a failed
 // poll), it sends DELETE /v1/tasks/{id}, best effort and bounded by
 // Config.CancelTimeout, so the abandoned task stops occupying one of the
-// account's concurrency slots.
+// account's concurrency slots; unless the caller recorded the task (see
+// below), in which case it is left running for the redelivery.
+//
+// # Resuming a paid task
+//
+// When the caller sets Request.OnPending, Generate reports the task id right
+// after the submit is accepted, before it polls. With Request.Resume set to
+// such a task, Generate submits nothing: it polls GET /v1/tasks/{id} at once
+// and downloads the output as above (Runway re-issues output URLs on every
+// fetch of the task, so a finished task's output can be downloaded again
+// within its 24-48 h). A task Runway no longer has (404: deleted, purged) is
+// an error matching provider.ErrGone, and the caller submits a new one; a
+// resumed task that FAILED or was CANCELLED is classified as usual.
 //
 // Every request carries Authorization: Bearer <key> and X-Runway-Version:
 // 2024-11-06. The key is never put into an error.
@@ -201,9 +213,11 @@ type task struct {
 // Generate runs one Gen-4 Image task for req and returns its downloaded
 // output. req.Model is "gen4_image" or "gen4_image_turbo".
 //
-// The reference is sent as its https URL when req.Reference.URL is one
-// (Runway fetches it after a HEAD check that some presigned GET-only URLs
+// The reference is sent as its https URL when Runway could fetch it
+// (provider.Image.FetchURL: a public host, or no bytes to send instead;
+// Runway fetches it after a HEAD check that some presigned GET-only URLs
 // fail), else as a data URI of req.Reference.Data (at most MaxDataURIBytes).
+// A private bucket URL is never sent.
 // A reference whose aspect ratio is outside 0.5..2, an aspect_ratio with no
 // Runway size, a missing reference for the Turbo model, masked inpainting
 // (req.Image) and a prompt over 1000 UTF-16 units are Input errors, returned
@@ -216,39 +230,41 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
-	}
-
 	began := time.Now()
-	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/text_to_image", payload)
-	if err != nil {
-		return nil, c.transportError("submit", "", err)
+	var id string
+	resumed := req.Resume != nil
+	if resumed {
+		p := *req.Resume
+		if p.Provider != ProviderName || p.ID == "" {
+			return nil, provider.GoneError(ProviderName, p.ID, "nothing to resume: the pending request is not a Runway task ("+p.Provider+")")
+		}
+		id = p.ID
+		if !p.CreatedAt.IsZero() {
+			began = p.CreatedAt
+		}
+	} else {
+		if id, err = c.submit(ctx, body); err != nil {
+			return nil, err
+		}
+		if req.OnPending != nil {
+			req.OnPending(provider.Pending{Provider: ProviderName, ID: id, CreatedAt: began.UTC()})
+		}
 	}
-	if status < 200 || status > 299 {
-		return nil, c.classify(status, hdr, respBody, "")
-	}
-	var created struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(respBody, &created); err != nil || created.ID == "" {
-		return nil, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
-			Message: "submit answer is not {id}: " + c.clip(string(respBody)), Err: err}
-	}
-	id := created.ID
 
-	done := false // the task reached a terminal state or is gone
+	// A task the caller recorded (OnPending, Resume) is left running when
+	// Generate gives up: its redelivery resumes it. Others are deleted so
+	// they stop holding a concurrency slot.
+	done := resumed || req.OnPending != nil
 	defer func() {
 		if !done {
 			c.cancel(ctx, id)
 		}
 	}()
-	t, err := c.wait(ctx, id, &done)
+	t, err := c.wait(ctx, id, &done, resumed)
 	if err != nil {
 		return nil, err
 	}
-	img, err := c.download(ctx, id, t)
+	img, err := c.download(ctx, id, t, resumed)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +278,29 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		res.RevisedPrompt = body.PromptText
 	}
 	return res, nil
+}
+
+// submit creates the task and returns its id.
+func (c *Client) submit(ctx context.Context, body createRequest) (string, error) {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return "", &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
+	}
+	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/text_to_image", payload)
+	if err != nil {
+		return "", c.transportError("submit", "", err)
+	}
+	if status < 200 || status > 299 {
+		return "", c.classify(status, hdr, respBody, "")
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(respBody, &created); err != nil || created.ID == "" {
+		return "", &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
+			Message: "submit answer is not {id}: " + c.clip(string(respBody)), Err: err}
+	}
+	return created.ID, nil
 }
 
 // buildRequest validates req and maps it to the wire body.
@@ -319,8 +358,10 @@ func referenceURI(img provider.Image) (string, error) {
 			}
 		}
 	}
-	if strings.HasPrefix(img.URL, "https://") {
-		return img.URL, nil
+	if u := img.FetchURL(); strings.HasPrefix(u, "https://") {
+		// A URL Runway could fetch: a public one, or all there is. A
+		// private bucket URL is never sent when the bytes are at hand.
+		return u, nil
 	}
 	if len(img.Data) == 0 {
 		if img.URL != "" {
@@ -341,9 +382,14 @@ func referenceURI(img provider.Image) (string, error) {
 }
 
 // wait polls the task until it succeeds or fails. It sets *done once the
-// task no longer runs on Runway's side.
-func (c *Client) wait(ctx context.Context, id string, done *bool) (task, error) {
-	timer := time.NewTimer(c.cfg.PollInterval)
+// task no longer runs on Runway's side. A resumed task is polled at once,
+// and one Runway no longer has (404) is provider.ErrGone.
+func (c *Client) wait(ctx context.Context, id string, done *bool, resumed bool) (task, error) {
+	first := c.cfg.PollInterval
+	if resumed {
+		first = 0
+	}
+	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for {
 		select {
@@ -355,6 +401,9 @@ func (c *Client) wait(ctx context.Context, id string, done *bool) (task, error) 
 		if err != nil {
 			if err.Code == "task_not_found" {
 				*done = true
+				if resumed {
+					return task{}, provider.GoneError(ProviderName, id, "Runway no longer has the resumed task (deleted or purged): "+err.Message)
+				}
 			}
 			return task{}, err
 		}
@@ -408,8 +457,19 @@ func (c *Client) getTask(ctx context.Context, id string) (task, *provider.Error)
 }
 
 // download fetches the task's first output. An expired URL is re-issued by
-// fetching the task once more.
-func (c *Client) download(ctx context.Context, id string, t task) (provider.Image, error) {
+// fetching the task once more. For a resumed task, an output that is still
+// missing after that, or a task gone meanwhile, is provider.ErrGone.
+func (c *Client) download(ctx context.Context, id string, t task, resumed bool) (provider.Image, error) {
+	img, err := c.fetchOutput(ctx, id, t)
+	var pe *provider.Error
+	if resumed && errors.As(err, &pe) && (pe.Code == "task_not_found" || pe.Code == "output_expired" && (pe.Status == http.StatusNotFound || pe.Status == http.StatusGone)) {
+		return provider.Image{}, provider.GoneError(ProviderName, id, "the resumed task's output is gone: "+pe.Message)
+	}
+	return img, err
+}
+
+// fetchOutput is download without the resume rule.
+func (c *Client) fetchOutput(ctx context.Context, id string, t task) (provider.Image, error) {
 	img, err := provider.Fetch(ctx, c.cfg.HTTPClient, ProviderName, t.Output[0])
 	if err == nil {
 		return img, nil
