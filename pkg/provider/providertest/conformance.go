@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,6 +56,11 @@ type Harness struct {
 	Key string
 	// Provider is the adapter's provider name, expected in its errors.
 	Provider string
+	// FetchesURLs says the provider takes input images by URL, so the
+	// adapter passes on a URL that is all it has and the fake refuses one
+	// it could not fetch (Base.Unfetchable). False for providers that take
+	// only uploaded bytes (OpenAI edits, Ideogram).
+	FetchesURLs bool
 }
 
 func (h Harness) request() provider.Request {
@@ -135,6 +141,69 @@ func Run(t *testing.T, h Harness) {
 		checkOK(t, res, err)
 	})
 	runResume(t, h)
+	runReferenceURLs(t, h)
+}
+
+// PrivateBucketURLs are presigned URLs into buckets no hosted provider can
+// reach: the local MinIO and compose's.
+var PrivateBucketURLs = []string{
+	"https://127.0.0.1:9000/likeness/refs/mara/3f2a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=0d1e",
+	"https://minio:9000/likeness/refs/mara/3f2a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=0d1e",
+}
+
+// runReferenceURLs checks what an adapter does with a reference URL no
+// hosted provider could fetch. With the bytes at hand it must send the
+// bytes and never the URL (which would also hand a live bucket URL to a
+// third party). With the URL alone, an adapter whose provider fetches URLs
+// sends it, and the provider (here, its fake) refuses it as an input error.
+func runReferenceURLs(t *testing.T, h Harness) {
+	t.Helper()
+	for i, u := range PrivateBucketURLs {
+		host := u[len("https://"):strings.Index(u, "/likeness")]
+		t.Run(fmt.Sprintf("private_reference_url_%d", i), func(t *testing.T) {
+			t.Parallel()
+			fake := h.NewFake(t)
+			gen := h.NewGenerator(t, fake.URL())
+			req := h.request()
+			req.Reference.URL = u
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := gen.Generate(ctx, req)
+			checkOK(t, res, err)
+			for _, r := range fake.Requests() {
+				if strings.Contains(string(r.Body), host) || strings.Contains(r.Path, host) {
+					t.Errorf("request %s %s carries the private bucket URL %s; want the image bytes instead", r.Method, r.Path, u)
+				}
+			}
+		})
+		if !h.FetchesURLs {
+			continue
+		}
+		t.Run(fmt.Sprintf("unfetchable_reference_url_%d", i), func(t *testing.T) {
+			t.Parallel()
+			fake := h.NewFake(t)
+			gen := h.NewGenerator(t, fake.URL())
+			req := h.request()
+			req.Reference = provider.Image{URL: u}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := gen.Generate(ctx, req)
+			var pe *provider.Error
+			if !errors.As(err, &pe) || pe.Class != provider.Input {
+				t.Fatalf("error %v; want the provider's input error for a URL it cannot fetch", err)
+			}
+			if strings.Contains(pe.Message, "fake:") {
+				t.Fatalf("the fake rejected the request as malformed: %v", err)
+			}
+			sent := false
+			for _, r := range fake.Requests() {
+				sent = sent || strings.Contains(string(r.Body), host)
+			}
+			if !sent {
+				t.Errorf("the URL never reached the provider; the refusal %v came from the adapter, not the provider", err)
+			}
+		})
+	}
 }
 
 // runResume checks the Resume/OnPending contract (provider.Request). For an

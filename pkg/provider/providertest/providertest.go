@@ -300,3 +300,32 @@ func (b *Base) Unfetchable(raw string) string {
 	}
 	return ""
 }
+
+// ClientThatDies returns an HTTP client that calls die once it has received
+// the answer to n requests matching match (a poll, say), so a test can end
+// a Generate's ctx at an exact point of the protocol, as a worker killed
+// mid-poll would, without timing guesses.
+func ClientThatDies(n int, match func(*http.Request) bool, die func()) *http.Client {
+	return &http.Client{Transport: &dyingTransport{n: n, match: match, die: die}}
+}
+
+type dyingTransport struct {
+	mu    sync.Mutex
+	n     int
+	match func(*http.Request) bool
+	die   func()
+}
+
+func (d *dyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && d.match(r) {
+		d.mu.Lock()
+		d.n--
+		last := d.n == 0
+		d.mu.Unlock()
+		if last {
+			d.die()
+		}
+	}
+	return resp, err
+}

@@ -120,6 +120,7 @@ func TestConformance(t *testing.T) {
 					return newClient(t, baseURL)
 				},
 				Model: m.name, Params: m.params, Key: providertest.ReplicateToken, Provider: replicate.ProviderName,
+				FetchesURLs: true,
 			})
 		})
 	}
