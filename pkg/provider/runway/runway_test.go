@@ -291,7 +291,9 @@ func TestGenerateDeletesAbandonedTask(t *testing.T) {
 	defer cancel()
 	var died time.Time
 	// The caller gives up after the second poll.
-	poll := func(r *http.Request) bool { return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/tasks/") }
+	poll := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/tasks/")
+	}
 	hc := providertest.ClientThatDies(2, poll, func() { died = time.Now(); cancel() })
 	c, err := runway.New(runway.Config{BaseURL: fake.URL(), APIKey: providertest.RunwayKey, PollInterval: 10 * time.Millisecond, HTTPClient: hc})
 	if err != nil {
