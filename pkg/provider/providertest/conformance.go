@@ -85,7 +85,12 @@ var want = map[Scenario]provider.Class{
 	TaskFailed:    provider.Transient,
 }
 
-// Run is the conformance suite. Every adapter passes it against its fake.
+// Run is the conformance suite. Every adapter passes it against its fake:
+// each scenario classified as shared/providers.md says; one Generate, one
+// provider attempt; the Resume/OnPending contract (resumed without a second
+// create for asynchronous providers, ignored by synchronous ones); and
+// reference URLs (a private bucket URL is never sent when the bytes are at
+// hand, and one that is all there is gets the provider's input error).
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	for _, sc := range AllScenarios {
