@@ -19,7 +19,9 @@ func TestResumeMidPoll(t *testing.T) {
 	ctx, die := context.WithCancel(context.Background())
 	defer die()
 	// The worker dies after the second poll (THROTTLED).
-	poll := func(r *http.Request) bool { return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/tasks/") }
+	poll := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/tasks/")
+	}
 	dying, err := runway.New(runway.Config{BaseURL: fake.URL(), APIKey: providertest.RunwayKey, PollInterval: 10 * time.Millisecond,
 		HTTPClient: providertest.ClientThatDies(2, poll, die)})
 	if err != nil {
