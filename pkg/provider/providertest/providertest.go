@@ -8,6 +8,13 @@
 // headers, paths, content types, status codes and response bodies. Each fake
 // also checks what the client sends and fails the request (HTTP 400 with a
 // "fake:" message) when the client gets the protocol wrong.
+//
+// Fakes whose provider fetches input images by URL refuse one no hosted
+// provider could fetch (Base.Unfetchable: loopback, private, link-local or
+// local-name hosts other than the fake's own) with the provider's own input
+// error, so tests catch a private bucket URL sent to a provider. Fakes of
+// asynchronous providers count creates (Calls), keep requests by id so a
+// resumed Generate finds them, and can expire one (Resumable.Expire).
 package providertest
 
 import (
