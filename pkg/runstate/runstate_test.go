@@ -223,7 +223,7 @@ func TestFinishedTaskKeepsOnlyItsStatus(t *testing.T) {
 	if _, err := s.RecordAttempt(ctx, "r", "t", manifest.Attempt{N: 1, CostUSD: 0.04}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkSettling(ctx, "r", "t"); err != nil {
+	if err := s.MarkSettling(ctx, "r", "t", "succeeded/1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Complete(ctx, "r", "t", manifest.Succeeded, false, 0); err != nil {
