@@ -20,6 +20,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -99,6 +100,26 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 	// ID names this worker in records and logs. Default host:pid.
 	ID string
+	// RefCacheBytes bounds the memory the cache of reference images holds
+	// (least recently used first out). Default 256 MiB.
+	RefCacheBytes int64
+	// InfraBackoffCap is the longest pause between retries of a task that
+	// likeness's own infrastructure failed; the pause grows with the
+	// outage from about a second. Default 15s.
+	InfraBackoffCap time.Duration
+	// ClaimTTL is how long a delivery's claim on its task outlives the
+	// delivery's last heartbeat (one every ClaimTTL/3). Default 8s.
+	ClaimTTL time.Duration
+	// RescueEvery is how often the fleet (one worker per period) looks for
+	// active tasks no delivery claims: tasks a killed worker left behind.
+	// Default 2s.
+	RescueEvery time.Duration
+	// RescueAfter is how long a task must stay active and unclaimed before
+	// it is enqueued again. Default 4s: a live delivery claims its task
+	// within milliseconds of taking it and renews the claim every
+	// ClaimTTL/3, so a killed worker's tasks are back within about
+	// ClaimTTL+RescueAfter+RescueEvery (14 s).
+	RescueAfter time.Duration
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -139,6 +160,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 500 * time.Millisecond
 	}
+	if c.RefCacheBytes <= 0 {
+		c.RefCacheBytes = 256 << 20
+	}
+	if c.InfraBackoffCap <= 0 {
+		c.InfraBackoffCap = 15 * time.Second
+	}
+	if c.ClaimTTL <= 0 {
+		c.ClaimTTL = 8 * time.Second
+	}
+	if c.RescueEvery <= 0 {
+		c.RescueEvery = 2 * time.Second
+	}
+	if c.RescueAfter <= 0 {
+		c.RescueAfter = 4 * time.Second
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -163,7 +199,12 @@ type Worker struct {
 	log     *slog.Logger
 	servers map[string]*asynq.Server // by queue
 	client  *asynq.Client
-	refs    refCache
+	refs    *refCache
+	// deliveries numbers this worker's deliveries, for claim holders.
+	deliveries atomic.Int64
+	// stopRescue ends the rescue loop; rescued closes when it has.
+	stopRescue context.CancelFunc
+	rescued    chan struct{}
 }
 
 // New builds a Worker; it does not connect until Start.
@@ -172,7 +213,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, refs: refCache{max: 64}, servers: map[string]*asynq.Server{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger, refs: newRefCache(cfg.RefCacheBytes), servers: map[string]*asynq.Server{}}
 	for queue, n := range w.Queues() {
 		w.servers[queue] = asynq.NewServer(cfg.Redis, asynq.Config{
 			Concurrency:              n,
@@ -239,6 +280,9 @@ func (w *Worker) Start() error {
 			return fmt.Errorf("worker: start %s: %w", queue, err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopRescue, w.rescued = cancel, make(chan struct{})
+	go func() { defer close(w.rescued); w.rescueLoop(ctx) }()
 	w.log.Info("worker started", "worker", w.cfg.ID, "providers", w.Providers(), "queues", w.Queues())
 	return nil
 }
@@ -246,6 +290,10 @@ func (w *Worker) Start() error {
 // Shutdown stops fetching new tasks, waits up to ShutdownTimeout for tasks
 // in flight, and requeues the rest. Nothing is lost.
 func (w *Worker) Shutdown() {
+	if w.stopRescue != nil {
+		w.stopRescue()
+		<-w.rescued
+	}
 	var wg sync.WaitGroup
 	for _, srv := range w.servers {
 		wg.Add(1)
@@ -261,34 +309,4 @@ func (w *Worker) logFailure(ctx context.Context, t *asynq.Task, err error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	w.log.WarnContext(ctx, "task attempt failed", "type", t.Type(), "attempt", retried+1,
 		"class", string(provider.ClassOf(err)), "err", err)
-}
-
-// refCache keeps recently used reference images in memory: every task of a
-// character shares one reference, so a worker fetches it once.
-type refCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string][]byte
-}
-
-func (c *refCache) get(key string) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b, ok := c.m[key]
-	return b, ok
-}
-
-func (c *refCache) put(key string, b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string][]byte)
-	}
-	if len(c.m) >= c.max {
-		for k := range c.m { // evict an arbitrary entry
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[key] = b
 }

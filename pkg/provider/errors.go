@@ -28,6 +28,10 @@ const (
 	// BadOutput means the provider answered but the image failed an output
 	// check (blank, wrong size, undecodable); treated like Safety.
 	BadOutput Class = "bad_output"
+	// Infra means likeness's own infrastructure (Redis, the object store,
+	// the queue) kept failing a task for longer than its run allows
+	// (infra_retry_for). No adapter returns it; the worker does.
+	Infra Class = "infra"
 )
 
 // Sentinel errors for the permanent classes; errors.Is matches an *Error of
@@ -106,6 +110,14 @@ func (e *Error) Is(target error) bool {
 		return e.Class == Billing
 	}
 	return false
+}
+
+// GoneError returns the error an adapter gives for a resumed request
+// (Request.Resume) the provider no longer has: it matches ErrGone, and is
+// Transient so that ClassOf still steers a caller that does not check for
+// ErrGone towards a retry.
+func GoneError(prov, requestID, message string) *Error {
+	return &Error{Class: Transient, Provider: prov, Code: "gone", RequestID: requestID, Message: message, Err: ErrGone}
 }
 
 // ClassOf classifies any error from an adapter. Errors that are not *Error

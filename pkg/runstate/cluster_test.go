@@ -2,6 +2,7 @@ package runstate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -41,21 +42,42 @@ func TestClusterEveryScript(t *testing.T) {
 		if err := s.Release(ctx, id, "a"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AppendAttempt(ctx, id, "a", manifest.Attempt{N: 1}); err != nil {
+		if ok, err := s.Claim(ctx, id, "a", "w1", time.Minute); err != nil || !ok {
+			t.Fatalf("claim %s: %v, %v", id, ok, err)
+		}
+		if ok, err := s.KeepClaim(ctx, id, "a", "w1", time.Minute); err != nil || !ok {
+			t.Fatalf("keep claim %s: %v, %v", id, ok, err)
+		}
+		if ok, err := s.RecordAttempt(ctx, id, "a", manifest.Attempt{N: 1, CostUSD: 0.25}); err != nil || !ok {
+			t.Fatalf("record attempt %s: %v, %v", id, ok, err)
+		}
+		if err := s.SetPending(ctx, id, "b", runstate.Pending{Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.NoteInfra(ctx, id, "b", errors.New("redis went away")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSettling(ctx, id, "b", "tag"); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.StopProvider(ctx, id, "bfl", "out of credit"); err != nil {
 			t.Fatal(err)
 		}
 		for _, task := range []string{"a", "b"} {
-			if _, err := s.Complete(ctx, id, task, manifest.Succeeded, false, 0.25); err != nil {
+			if _, err := s.Complete(ctx, id, task, manifest.Succeeded, false, 0); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if err := s.ReleaseClaim(ctx, id, "a", "w1"); err != nil {
+			t.Fatal(err)
 		}
 		if _, err := s.MarkFinalized(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Reopen(ctx, id, "b", manifest.Succeeded, 0.25); err != nil {
+		if ok, err := s.Reopen(ctx, id, "b", nil); err != nil || !ok {
+			t.Fatalf("reopen %s: %v, %v", id, ok, err)
+		}
+		if err := s.Revive(ctx, id, 2); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.ResumeProviders(ctx, id); err != nil {
