@@ -111,7 +111,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		}
 	}
 	code, stdout, stderr = likeness(t, c.env, "submit", specPath)
-	if code != 0 || strings.TrimSpace(stdout) != run || !strings.Contains(stderr, "already submitted") {
+	if code != 0 || strings.TrimSpace(stdout) != run || !strings.Contains(stderr, "nothing new enqueued") {
 		t.Errorf("resubmit: exit %d, run %q (want %q)\n%s", code, stdout, run, stderr)
 	}
 	if code, stdout, _ := likeness(t, c.env, "status", run); code != 0 || !strings.Contains(stdout, "24") {
