@@ -515,3 +515,35 @@ func TestSystematicCheckFailureStopsPaying(t *testing.T) {
 		t.Errorf("record: class %q, cost $%.2f, error %q", r.ErrorClass, r.CostUSD, r.Error)
 	}
 }
+
+// unreadable answers like a provider whose API is down after it accepted
+// the request: the poll fails, the request lives on.
+type unreadable struct {
+	*paidGen
+	failures atomic.Int64
+}
+
+func (u *unreadable) Generate(ctx context.Context, req provider.Request) (*provider.Result, error) {
+	res, err := u.paidGen.Generate(ctx, req)
+	if err == nil && u.failures.Add(-1) >= 0 {
+		return nil, provider.StillPending(&provider.Error{Class: provider.Transient, Provider: "sim", Status: 503, Message: "poll: service unavailable"})
+	}
+	return res, err
+}
+
+// TestUnreadableRequestStaysOpen: polls of a paid request that the
+// provider does not answer spend no attempt and create nothing new; the
+// request is read again later.
+func TestUnreadableRequestStaysOpen(t *testing.T) {
+	t.Parallel()
+	gen := &unreadable{paidGen: &paidGen{}}
+	gen.failures.Store(2)
+	b := setup(t, gen, nil)
+	st, recs := b.run(loadSpec(t, specWith("api down after accept")))
+	if st.Succeeded != 1 || recs[0].Attempts != 1 {
+		t.Fatalf("%d succeeded after %d attempts; want 1 after 1", st.Succeeded, recs[0].Attempts)
+	}
+	if n := gen.totalCreates(); n != 1 || gen.resumes != 2 {
+		t.Errorf("%d creates, %d resumes; want 1 and 2", n, gen.resumes)
+	}
+}
