@@ -134,7 +134,7 @@ type Layout struct {
 	// Cell is a grid cell's edge.
 	Cell int
 	// Grid is the top-left corner of cell (0, 0).
-	Grid image.Point
+	Grid       image.Point
 	rows, cols int
 }
 
