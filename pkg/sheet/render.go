@@ -74,6 +74,9 @@ func Render(s *Sheet) (*image.RGBA, error) {
 		cross(img, ref, MarkMissing, "no reference", fs.regular)
 	}
 	text(img, fs.bold, textInk(), ref.Max.X+16, ref.Min.Y+18, "reference")
+	if s.Note != "" {
+		text(img, fs.regular, mutedInk(), ref.Max.X+16, ref.Min.Y+40, fit(fs.regular, s.Note, l.Size.X-ref.Max.X-16-margin))
+	}
 
 	// Column labels.
 	for c, label := range s.Columns {
@@ -91,6 +94,14 @@ func Render(s *Sheet) (*image.RGBA, error) {
 		}
 		for ci, cell := range s.Cells[ri] {
 			r := l.CellRect(ri, ci)
+			if cell.Image == nil && cell.Open != nil {
+				im, err := cell.Open()
+				if err != nil {
+					cross(img, r, MarkMissing, "unreadable image", fs.regular)
+					continue
+				}
+				cell.Image = im
+			}
 			if cell.Image != nil {
 				fill(img, r, cellBG())
 				fitImage(img, r, cell.Image)

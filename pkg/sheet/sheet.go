@@ -40,10 +40,14 @@ const (
 
 // Cell is one grid position: an image, or a mark with a short label.
 type Cell struct {
-	// Image is the output; nil draws Mark (MarkMissing when Mark is
-	// MarkNone).
+	// Image is the output. When nil, Open is called to get it, so a caller
+	// need not hold every image of a large grid at once; with neither, the
+	// cell draws Mark (MarkMissing when Mark is MarkNone).
 	Image image.Image
-	Mark  Mark
+	// Open returns the image when Render draws the cell; an error draws
+	// MarkMissing with the label "unreadable image".
+	Open func() (image.Image, error)
+	Mark Mark
 	// Label is printed in a marked cell, e.g. "failed · SAFETY".
 	Label string
 }
@@ -62,6 +66,8 @@ type Sheet struct {
 	Title string
 	// Subtitle is printed beside the title, e.g. the run id.
 	Subtitle string
+	// Note is printed beside the reference, e.g. what the grid leaves out.
+	Note string
 	// Reference is the character's reference image; nil draws a grey
 	// placeholder.
 	Reference image.Image
@@ -81,12 +87,18 @@ const (
 	MinCell = 64
 	// MaxWidth is the widest a grid gets before its cells shrink.
 	MaxWidth = 8192
-	margin   = 24
-	gap      = 8
-	titleH   = 40
-	headerH  = 28
-	labelW   = 220
-	refEdge  = 256
+	// MaxHeight is the tallest a grid gets before its cells shrink; a
+	// sheet holds at most MaxRows rows.
+	MaxHeight = 16384
+	// MaxRows is the most rows a sheet holds: MinCell cells up to MaxHeight.
+	MaxRows = (MaxHeight - gridTop - margin) / (MinCell + gap)
+	gridTop = margin + titleH + refEdge + 2*gap + headerH
+	margin  = 24
+	gap     = 8
+	titleH  = 40
+	headerH = 28
+	labelW  = 220
+	refEdge = 256
 )
 
 // Colours of the sheet. They are functions, not variables, so nothing in
@@ -154,9 +166,14 @@ func (s *Sheet) Layout() Layout {
 			cell = max(MinCell, fit-gap)
 		}
 	}
+	if rows > 0 {
+		if fit := (MaxHeight - gridTop - margin) / rows; fit-gap < cell {
+			cell = max(MinCell, fit-gap)
+		}
+	}
 	l := Layout{Cell: cell, rows: rows, cols: cols}
 	l.Reference = image.Rect(margin, margin+titleH, margin+refEdge, margin+titleH+refEdge)
-	l.Grid = image.Pt(margin+labelW, l.Reference.Max.Y+2*gap+headerH)
+	l.Grid = image.Pt(margin+labelW, gridTop)
 	gridW := cols*(cell+gap) - gap
 	gridH := rows*(cell+gap) - gap
 	l.Size = image.Pt(max(l.Grid.X+gridW, l.Reference.Max.X, 640)+margin, l.Grid.Y+max(gridH, 0)+margin)
@@ -169,6 +186,8 @@ func (s *Sheet) check() error {
 		return errors.New("sheet has no columns")
 	case len(s.Rows) == 0:
 		return errors.New("sheet has no rows")
+	case len(s.Rows) > MaxRows:
+		return fmt.Errorf("sheet has %d rows; at most %d fit", len(s.Rows), MaxRows)
 	case len(s.Cells) != len(s.Rows):
 		return fmt.Errorf("sheet has %d rows of cells for %d rows", len(s.Cells), len(s.Rows))
 	}

@@ -2,6 +2,7 @@ package sheet_test
 
 import (
 	"bytes"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -105,5 +106,46 @@ func TestRenderRejectsRaggedGrid(t *testing.T) {
 	s := &sheet.Sheet{Title: "x", Columns: []string{"a", "b"}, Rows: []sheet.Row{{Label: "p"}}, Cells: [][]sheet.Cell{{{}}}}
 	if _, err := sheet.Render(s); err == nil {
 		t.Error("Render with 1 cell for 2 columns: got nil error")
+	}
+}
+
+func TestRenderOpensCellsLazily(t *testing.T) {
+	t.Parallel()
+	opened := 0
+	ok := func() (image.Image, error) { opened++; return solid(64, 64, color.RGBA{10, 20, 200, 255}), nil }
+	bad := func() (image.Image, error) { opened++; return nil, errors.New("gone") }
+	s := &sheet.Sheet{Title: "x", Columns: []string{"a", "b"}, Rows: []sheet.Row{{Label: "p"}},
+		Cells: [][]sheet.Cell{{{Open: ok}, {Open: bad}}}}
+	img, err := sheet.Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := s.Layout()
+	if opened != 2 {
+		t.Errorf("opened %d images, want 2", opened)
+	}
+	c0, c1 := l.CellRect(0, 0), l.CellRect(0, 1)
+	if c := img.At(c0.Min.X+c0.Dx()/2, c0.Min.Y+c0.Dy()/2); !near(c, color.RGBA{10, 20, 200, 255}) {
+		t.Errorf("opened cell shows %v", c)
+	}
+	if c := img.At(c1.Min.X+c1.Dx()/2, c1.Min.Y+c1.Dy()/2); !near(c, sheet.MarkMissing.Ink()) {
+		t.Errorf("unreadable cell shows %v, want the missing mark", c)
+	}
+}
+
+func TestLayoutTallGrids(t *testing.T) {
+	t.Parallel()
+	s := &sheet.Sheet{Columns: []string{"a"}, Rows: make([]sheet.Row, sheet.MaxRows)}
+	l := s.Layout()
+	if l.Size.Y > sheet.MaxHeight {
+		t.Errorf("%d rows make a sheet %d px tall, over %d", sheet.MaxRows, l.Size.Y, sheet.MaxHeight)
+	}
+	s.Rows = make([]sheet.Row, sheet.MaxRows+1)
+	s.Cells = make([][]sheet.Cell, len(s.Rows))
+	for i := range s.Cells {
+		s.Cells[i] = make([]sheet.Cell, 1)
+	}
+	if _, err := sheet.Render(s); err == nil {
+		t.Errorf("Render with %d rows: got nil error", len(s.Rows))
 	}
 }
