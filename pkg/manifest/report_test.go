@@ -3,8 +3,8 @@ package manifest
 import (
 	"flag"
 	"fmt"
-	"net/url"
 	"maps"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -168,11 +168,11 @@ func TestRenderReportShowsEveryTask(t *testing.T) {
 	index := pages["runs/r1/report/index.html"]
 	for _, want := range []string{
 		"<h1>mara-sheet</h1>",
-		"openai:gpt-image-1", // a model with no tasks is still in the table
+		"openai:gpt-image-1",                            // a model with no tasks is still in the table
 		"output flagged by moderation after 3 attempts", // failures listed
-		`href="characters/mara/index.html"`,              // a link per character
-		`href="../sheets/mara.png"`,                      // and per sheet
-		`href="characters/mara/index.html#p-anime"`,      // a failure links to its prompt
+		`href="characters/mara/index.html"`,             // a link per character
+		`href="../sheets/mara.png"`,                     // and per sheet
+		`href="characters/mara/index.html#p-anime"`,     // a failure links to its prompt
 	} {
 		if !strings.Contains(index, want) {
 			t.Errorf("index lacks %q", want)
