@@ -19,7 +19,7 @@ import (
 
 func (a *app) exportCmd() *cobra.Command {
 	var (
-		format, out, from, shardSize  string
+		format, out, from, shardSize string
 		statuses, models, characters []string
 	)
 	cmd := &cobra.Command{

@@ -2,10 +2,9 @@ package main
 
 import (
 	"archive/tar"
-	"context"
-	"image/png"
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +12,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
