@@ -164,6 +164,7 @@ func TestRenderReportGolden(t *testing.T) {
 func TestRenderReportShowsEveryTask(t *testing.T) {
 	t.Parallel()
 	s, records := sampleRun()
+	s.UnreadableRecords = []string{"runs/r1/records/t99.json"}
 	pages := renderPages(t, s, records, sampleOptions(s, records))
 	index := pages["runs/r1/report/index.html"]
 	for _, want := range []string{
