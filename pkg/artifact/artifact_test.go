@@ -84,7 +84,7 @@ func storeRun(t *testing.T, st *store.Dir, specYAML string) run {
 	}
 	n := 0
 	for ci, c := range []string{"mara", "theo"} {
-		ref := pngOf(t, 300, 400, color.RGBA{uint8(200 + ci), 180, 0, 255})
+		ref := pngOf(t, 180, 240, color.RGBA{uint8(200 + ci), 180, 0, 255})
 		refKey := store.RefKey(hexSHA(ref), "png")
 		if err := st.Put(ctx, refKey, ref, "image/png"); err != nil {
 			t.Fatal(err)
@@ -107,9 +107,9 @@ func storeRun(t *testing.T, st *store.Dir, specYAML string) run {
 						continue // no record
 					default:
 						col := color.RGBA{uint8(n * 9), uint8(255 - n*5), uint8(n * 3 % 256), 255}
-						data := pngOf(t, 512, 384, col)
+						data := pngOf(t, 320, 240, col)
 						rec.OutputKey = store.OutputKey(r.id, c, m, p, v, "png")
-						rec.SHA256, rec.Width, rec.Height, rec.Bytes = hexSHA(data), 512, 384, int64(len(data))
+						rec.SHA256, rec.Width, rec.Height, rec.Bytes = hexSHA(data), 320, 240, int64(len(data))
 						if err := st.Put(ctx, rec.OutputKey, data, "image/png"); err != nil {
 							t.Fatal(err)
 						}

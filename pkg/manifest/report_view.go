@@ -5,6 +5,8 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/likeness-run/likeness/pkg/store"
 )
@@ -89,6 +91,33 @@ type cardView struct {
 	Href  string // full image; empty when there is no image
 	Thumb string // what the card shows
 	Err   string // the error, cut to maxCardError
+	// Name ("kontext v0"), Class and Label (the status's CSS class and
+	// words) and Caption ("seed 42 · 1.2 s · 1 attempt") are computed here
+	// rather than in the template: pages hold thousands of cards.
+	Name, Class, Label, Caption string
+}
+
+func newCard(r Record) cardView {
+	c := cardView{R: r, Err: truncate(r.Error, maxCardError), Class: statusClass(r.Status), Label: statusLabel(r.Status),
+		Name: r.Model + " v" + strconv.Itoa(r.Variant)}
+	var b strings.Builder
+	b.WriteString("seed ")
+	b.WriteString(strconv.FormatInt(r.Seed, 10))
+	if r.ProviderLatencyMS > 0 {
+		b.WriteString(" · ")
+		b.WriteString(formatMS(r.ProviderLatencyMS))
+	}
+	b.WriteString(" · ")
+	switch {
+	case r.Attempts > 0:
+		b.WriteString(plural(r.Attempts, "attempt", "attempts"))
+	case r.Cached:
+		b.WriteString("no provider call")
+	default:
+		b.WriteString("not sent")
+	}
+	c.Caption = b.String()
+	return c
 }
 
 // character is one character's records arranged as prompt blocks, with
@@ -129,7 +158,7 @@ func newCharacter(run string, records []Record, models []string, opts ReportOpti
 				row = &rowView{Variant: r.Variant, Cells: make([][]cardView, len(models)), est: 120}
 				rows[r.Variant] = row
 			}
-			card := cardView{R: r, Err: truncate(r.Error, maxCardError)}
+			card := newCard(r)
 			if r.Status == Succeeded && r.OutputKey != "" {
 				card.Href = relURL(c.dir, r.OutputKey)
 				card.Thumb = relURL(c.dir, thumbOf(opts, r.OutputKey))
@@ -153,8 +182,8 @@ func newCharacter(run string, records []Record, models []string, opts ReportOpti
 // size estimates a card's HTML from above: fixed markup plus every string
 // it prints, escaped, as often as the template prints it.
 func (c cardView) size() int {
-	return 700 + htmlLen(c.Href) + htmlLen(c.Thumb) + 2*htmlLen(c.R.Model) + htmlLen(c.R.ErrorClass) +
-		htmlLen(c.Err) + htmlLen(string(c.R.Status))
+	return 600 + htmlLen(c.Href) + htmlLen(c.Thumb) + 3*htmlLen(c.R.Model) + htmlLen(c.R.ErrorClass) +
+		htmlLen(c.Err) + 2*len(c.Class) + len(c.Label) + htmlLen(c.Caption)
 }
 
 // htmlLen is the length of s once escaped for HTML text or attributes.

@@ -135,7 +135,7 @@ func fitImage(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	}
 	x := r.Min.X + (r.Dx()-w)/2
 	y := r.Min.Y + (r.Dy()-h)/2
-	draw.CatmullRom.Scale(dst, image.Rect(x, y, x+w, y+h), src, sb, draw.Over, nil)
+	draw.BiLinear.Scale(dst, image.Rect(x, y, x+w, y+h), src, sb, draw.Over, nil)
 }
 
 // cross draws a marked cell: its fill, a thick X from near corner to near
