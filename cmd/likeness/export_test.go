@@ -124,6 +124,16 @@ func TestExportCommand(t *testing.T) {
 		t.Errorf("second export: exit %d, %s", code, stdout)
 	}
 
+	// Without a manifest (a run still working) the records written so far
+	// are exported, with a warning.
+	if err := os.Rename(filepath.Join(out, "runs", run, "manifest.jsonl"), filepath.Join(out, "manifest.jsonl.bak")); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = likeness(t, env, "export", run, "--from", out, "--format", "jsonl", "--out", t.TempDir())
+	if code != 0 || !strings.Contains(stderr, "is still working") || !strings.Contains(stdout, "exported 16 records") {
+		t.Errorf("export of a run without manifest: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	// webdataset to a prefix of the real MinIO, read back with archive/tar.
 	s3 := testenv.S3(t)
 	bucket := fmt.Sprintf("export-cli-%d", os.Getpid())
