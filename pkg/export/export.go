@@ -175,14 +175,14 @@ func Run(ctx context.Context, src Source, dst Dest, opts Options) (Result, error
 		return Result{}, err
 	}
 	records = filter(records, opts)
-	w := &writer{ctx: ctx, src: src, dst: dst, opts: opts, res: Result{Records: len(records), Finalized: finalized}}
+	w := &writer{src: src, dst: dst, opts: opts, res: Result{Records: len(records), Finalized: finalized}}
 	switch opts.Format {
 	case ImageFolder:
-		err = w.imageFolder(records)
+		err = w.imageFolder(ctx, records)
 	case WebDataset:
-		err = w.webDataset(records)
+		err = w.webDataset(ctx, records)
 	case JSONL:
-		err = w.jsonl(records)
+		err = w.jsonl(ctx, records)
 	}
 	return w.res, err
 }

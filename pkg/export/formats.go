@@ -85,7 +85,6 @@ func ImagePath(r manifest.Record) string {
 
 // writer does one export.
 type writer struct {
-	ctx  context.Context // the Run call's
 	src  Source
 	dst  Dest
 	opts Options
@@ -109,8 +108,8 @@ func hexSum(b []byte) string {
 }
 
 // image reads a record's output and checks it against the record.
-func (w *writer) image(r manifest.Record) ([]byte, error) {
-	data, err := w.src.Get(w.ctx, r.OutputKey)
+func (w *writer) image(ctx context.Context, r manifest.Record) ([]byte, error) {
+	data, err := w.src.Get(ctx, r.OutputKey)
 	if err != nil {
 		return nil, srcErr("read output %s of task %s: %w", r.OutputKey, r.Task, err)
 	}
@@ -122,8 +121,8 @@ func (w *writer) image(r manifest.Record) ([]byte, error) {
 
 // ensureImage writes a record's image to name unless a file with its
 // sha256 is there.
-func (w *writer) ensureImage(name string, r manifest.Record) error {
-	have, exists, err := w.hashFile(name)
+func (w *writer) ensureImage(ctx context.Context, name string, r manifest.Record) error {
+	have, exists, err := w.hashFile(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -131,7 +130,7 @@ func (w *writer) ensureImage(name string, r manifest.Record) error {
 		w.count(false)
 		return nil
 	}
-	data, err := w.image(r)
+	data, err := w.image(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -139,7 +138,7 @@ func (w *writer) ensureImage(name string, r manifest.Record) error {
 		w.count(false)
 		return nil
 	}
-	if err := writeFile(w.ctx, w.dst, name, data); err != nil {
+	if err := writeFile(ctx, w.dst, name, data); err != nil {
 		return dstErr("write %s: %w", w.dst.Location(name), err)
 	}
 	w.count(true)
@@ -147,8 +146,8 @@ func (w *writer) ensureImage(name string, r manifest.Record) error {
 }
 
 // ensureBytes writes data to name unless the file holds exactly data.
-func (w *writer) ensureBytes(name string, data []byte) error {
-	have, exists, err := w.hashFile(name)
+func (w *writer) ensureBytes(ctx context.Context, name string, data []byte) error {
+	have, exists, err := w.hashFile(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -156,7 +155,7 @@ func (w *writer) ensureBytes(name string, data []byte) error {
 		w.count(false)
 		return nil
 	}
-	if err := writeFile(w.ctx, w.dst, name, data); err != nil {
+	if err := writeFile(ctx, w.dst, name, data); err != nil {
 		return dstErr("write %s: %w", w.dst.Location(name), err)
 	}
 	w.count(true)
@@ -164,8 +163,8 @@ func (w *writer) ensureBytes(name string, data []byte) error {
 }
 
 // hashFile is the sha256 of a destination file, streamed.
-func (w *writer) hashFile(name string) (string, bool, error) {
-	f, err := w.dst.Open(w.ctx, name)
+func (w *writer) hashFile(ctx context.Context, name string) (string, bool, error) {
+	f, err := w.dst.Open(ctx, name)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
@@ -182,8 +181,8 @@ func (w *writer) hashFile(name string) (string, bool, error) {
 
 // imageFolder writes every image, then metadata.jsonl, so the metadata
 // never names an image that is not there yet.
-func (w *writer) imageFolder(records []manifest.Record) error {
-	g, gctx := errgroup.WithContext(w.ctx)
+func (w *writer) imageFolder(ctx context.Context, records []manifest.Record) error {
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.opts.Workers)
 	var meta bytes.Buffer
 	for _, r := range records {
@@ -198,22 +197,22 @@ func (w *writer) imageFolder(records []manifest.Record) error {
 			if err := gctx.Err(); err != nil {
 				return err // another image failed, or the export was canceled
 			}
-			return w.ensureImage(name, r)
+			return w.ensureImage(ctx, name, r)
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	w.res.Files = append(w.res.Files, MetadataFile)
-	return w.ensureBytes(MetadataFile, meta.Bytes())
+	return w.ensureBytes(ctx, MetadataFile, meta.Bytes())
 }
 
 // jsonl writes records.jsonl: the records as manifest lines.
-func (w *writer) jsonl(records []manifest.Record) error {
+func (w *writer) jsonl(ctx context.Context, records []manifest.Record) error {
 	var buf bytes.Buffer
 	if err := manifest.WriteJSONL(&buf, records); err != nil {
 		return err
 	}
 	w.res.Files = append(w.res.Files, RecordsFile)
-	return w.ensureBytes(RecordsFile, buf.Bytes())
+	return w.ensureBytes(ctx, RecordsFile, buf.Bytes())
 }

@@ -3,6 +3,7 @@ package export
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -36,7 +37,7 @@ func tarSize(n int64) int64 { return tarBlock + (n+tarBlock-1)/tarBlock*tarBlock
 func ShardName(i int) string { return fmt.Sprintf("shard-%06d.tar", i) }
 
 // plan splits the records into shards of at most ShardBytes, in order.
-func (w *writer) plan(records []manifest.Record) ([][]member, error) {
+func (w *writer) plan(ctx context.Context, records []manifest.Record) ([][]member, error) {
 	var shards [][]member
 	var cur []member
 	size := int64(2 * tarBlock) // the end-of-archive blocks
@@ -47,7 +48,7 @@ func (w *writer) plan(records []manifest.Record) ([][]member, error) {
 		}
 		m := member{r: r, imageSize: r.Bytes, json: js}
 		if m.imageSize <= 0 { // an old record without its size
-			data, err := w.image(r)
+			data, err := w.image(ctx, r)
 			if err != nil {
 				return nil, err
 			}
@@ -69,18 +70,18 @@ func (w *writer) plan(records []manifest.Record) ([][]member, error) {
 
 // webDataset writes the shards one at a time, keeping each whose content
 // already matches.
-func (w *writer) webDataset(records []manifest.Record) error {
-	shards, err := w.plan(records)
+func (w *writer) webDataset(ctx context.Context, records []manifest.Record) error {
+	shards, err := w.plan(ctx, records)
 	if err != nil {
 		return err
 	}
 	for i, members := range shards {
-		if err := w.ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		name := ShardName(i)
 		w.res.Files = append(w.res.Files, name)
-		ok, err := w.shardMatches(name, members)
+		ok, err := w.shardMatches(ctx, name, members)
 		if err != nil {
 			return err
 		}
@@ -88,7 +89,7 @@ func (w *writer) webDataset(records []manifest.Record) error {
 			w.count(false)
 			continue
 		}
-		if err := w.writeShard(name, members); err != nil {
+		if err := w.writeShard(ctx, name, members); err != nil {
 			return err
 		}
 		w.count(true)
@@ -99,8 +100,8 @@ func (w *writer) webDataset(records []manifest.Record) error {
 // shardMatches reads an existing shard and reports whether it holds
 // exactly members: the same names and sizes in order, every image with its
 // record's sha256, every JSON member byte for byte, and nothing more.
-func (w *writer) shardMatches(name string, members []member) (bool, error) {
-	f, err := w.dst.Open(w.ctx, name)
+func (w *writer) shardMatches(ctx context.Context, name string, members []member) (bool, error) {
+	f, err := w.dst.Open(ctx, name)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -134,8 +135,8 @@ func (w *writer) shardMatches(name string, members []member) (bool, error) {
 }
 
 // writeShard writes a shard from the source's images.
-func (w *writer) writeShard(name string, members []member) error {
-	f, err := w.dst.Create(w.ctx, name)
+func (w *writer) writeShard(ctx context.Context, name string, members []member) error {
+	f, err := w.dst.Create(ctx, name)
 	if err != nil {
 		return dstErr("write %s: %w", w.dst.Location(name), err)
 	}
@@ -150,12 +151,10 @@ func (w *writer) writeShard(name string, members []member) error {
 		}
 		return nil
 	}
-	for _, m := range members {
-		if err := w.ctx.Err(); err != nil {
-			f.Abort()
-			return err
-		}
-		data, err := w.image(m.r)
+	images := w.prefetch(ctx, members)
+	defer images.stop()
+	for i, m := range members {
+		data, err := images.get(ctx, i)
 		if err == nil && int64(len(data)) != m.imageSize {
 			err = srcErr("output %s of task %s is %d bytes; its record says %d", m.r.OutputKey, m.r.Task, len(data), m.imageSize)
 		}
@@ -185,3 +184,52 @@ func (w *writer) writeShard(name string, members []member) error {
 	}
 	return nil
 }
+
+// prefetched reads a shard's images ahead of the writer, at most Workers
+// at a time, and hands them over in order.
+type prefetched struct {
+	results []chan fetched
+	sem     chan struct{}
+	cancel  context.CancelFunc
+}
+
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// prefetch starts reading members' images. Call stop when done.
+func (w *writer) prefetch(ctx context.Context, members []member) *prefetched {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetched{results: make([]chan fetched, len(members)), sem: make(chan struct{}, w.opts.Workers), cancel: cancel}
+	for i := range p.results {
+		p.results[i] = make(chan fetched, 1) // fetchers never block on send
+	}
+	go func() {
+		for i, m := range members {
+			select {
+			case p.sem <- struct{}{}: // released by get
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				data, err := w.image(ctx, m.r)
+				p.results[i] <- fetched{data, err}
+			}()
+		}
+	}()
+	return p
+}
+
+// get waits for image i; images are taken in order.
+func (p *prefetched) get(ctx context.Context, i int) ([]byte, error) {
+	select {
+	case r := <-p.results[i]:
+		<-p.sem
+		return r.data, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *prefetched) stop() { p.cancel() }
