@@ -77,7 +77,7 @@ func ParseSheets(file string, data []byte) (Sheets, error) {
 	return s.Sheets, nil
 }
 
-// sheetsDigest is the sheets setting as it enters Spec.Digest: empty for
+// digest is the sheets setting as it enters Spec.Digest: empty for
 // the default, so specs without the block keep their run ids.
 func (s Sheets) digest() string {
 	if s.All() {
