@@ -64,7 +64,7 @@ type Record struct {
 	// Params are the model parameters the task was made with.
 	Params map[string]any `json:"params,omitempty"`
 	// BaseSeed is the task's seed from the spec; retries derive theirs from it.
-	BaseSeed int64 `json:"base_seed"`
+	BaseSeed int64 `json:"base_seed,omitempty"`
 	// Seed is the seed of the attempt that produced the output (or the last one tried).
 	Seed   int64  `json:"seed"`
 	Status Status `json:"status"`
