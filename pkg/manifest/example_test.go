@@ -42,8 +42,8 @@ func ExampleWriteJSONL() {
 		fmt.Println(err)
 	}
 	// Output:
-	// {"run":"","task":"t1","character":"mara","prompt":"anime","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"base_seed":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
-	// {"run":"","task":"t2","character":"mara","prompt":"piano","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"base_seed":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
+	// {"run":"","task":"t1","character":"mara","prompt":"anime","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
+	// {"run":"","task":"t2","character":"mara","prompt":"piano","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
 }
 
 func ExampleRenderReport() {
