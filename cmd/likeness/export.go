@@ -73,6 +73,10 @@ it again. A run still working exports the tasks finished so far.`,
 			if !res.Finalized {
 				fmt.Fprintf(a.stderr, "warning: run %s is still working (no manifest yet): exported the %d tasks finished so far; export again when it ends to add the rest\n", opts.Run, res.Records)
 			}
+			if n := len(res.Extra); n > 0 {
+				fmt.Fprintf(a.stderr, "warning: %d files in %s are not part of this export (an earlier export with other filters?) and a dataset loader would read them too, e.g. %s\n",
+					n, dst.Location(""), strings.Join(res.Extra[:min(n, 3)], ", "))
+			}
 			fmt.Fprintf(a.stdout, "exported %d records of run %s as %s to %s: %d files written, %d already there\n",
 				res.Records, opts.Run, f, dst.Location(""), res.Written, res.Kept)
 			return nil

@@ -123,6 +123,11 @@ func TestExportCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "0 files written, 9 already there") {
 		t.Errorf("second export: exit %d, %s", code, stdout)
 	}
+	// A narrower export into the same directory warns of theo's images.
+	code, stdout, stderr = likeness(t, env, "export", run, "--from", out, "--format", "imagefolder", "--character", "mara", "--out", ds)
+	if code != 0 || !strings.Contains(stdout, "exported 4 records") || !strings.Contains(stderr, "warning: 4 files in") {
+		t.Errorf("narrower export: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 
 	// Without a manifest (a run still working) the records written so far
 	// are exported, with a warning.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"os"
 	"path"
@@ -23,6 +24,9 @@ type Dest interface {
 	Create(ctx context.Context, name string) (File, error)
 	// Location names a file for messages.
 	Location(name string) string
+	// List returns the names of the files whose names start with prefix,
+	// in any order.
+	List(ctx context.Context, prefix string) ([]string, error)
 }
 
 // File is a file being written to a Dest.
@@ -60,6 +64,33 @@ func (d Dir) Create(_ context.Context, name string) (File, error) {
 
 // Location implements Dest.
 func (d Dir) Location(name string) string { return filepath.Join(d.Root, filepath.FromSlash(name)) }
+
+// List implements Dest. Temporary files of writes in progress are left out.
+func (d Dir) List(_ context.Context, prefix string) ([]string, error) {
+	var out []string
+	dir := ""
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		dir = prefix[:i]
+	}
+	root := filepath.Join(d.Root, filepath.FromSlash(dir))
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == root {
+			return fs.SkipAll
+		}
+		if err != nil || e.IsDir() || strings.Contains(e.Name(), ".tmp-") {
+			return err
+		}
+		rel, err := filepath.Rel(d.Root, p)
+		if err != nil {
+			return err
+		}
+		if name := filepath.ToSlash(rel); strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+		}
+		return nil
+	})
+	return out, err
+}
 
 type dirFile struct {
 	f     *os.File
@@ -103,6 +134,7 @@ func (f *dirFile) Abort() {
 type Objects interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Put(ctx context.Context, key string, data []byte, contentType string) error
+	List(ctx context.Context, prefix string) ([]store.Info, error)
 }
 
 // Bucket is a Dest under a key prefix of an object store (pkg/store's S3).
@@ -151,6 +183,23 @@ func (b Bucket) Create(ctx context.Context, name string) (File, error) {
 func (b Bucket) Location(name string) string {
 	k, _ := b.key(name)
 	return "s3://" + b.Name + "/" + k
+}
+
+// List implements Dest.
+func (b Bucket) List(ctx context.Context, prefix string) ([]string, error) {
+	base := strings.Trim(b.Prefix, "/")
+	if base != "" {
+		base += "/"
+	}
+	infos, err := b.Store.List(ctx, base+prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, strings.TrimPrefix(info.Key, base))
+	}
+	return out, nil
 }
 
 type bucketFile struct {

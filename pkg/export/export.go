@@ -92,6 +92,11 @@ type Result struct {
 	Finalized bool
 	// Files lists the destination's files in the order written or checked.
 	Files []string
+	// Extra lists files already in the destination, in this format's
+	// places (images/, metadata.jsonl, shard-*.tar), that this export did
+	// not write, such as those of an earlier export with other filters: a
+	// dataset loader would read them too. They are left alone.
+	Extra []string
 }
 
 // InputError is bad input: an unknown run, format or filter value.
@@ -183,6 +188,9 @@ func Run(ctx context.Context, src Source, dst Dest, opts Options) (Result, error
 		err = w.webDataset(ctx, records)
 	case JSONL:
 		err = w.jsonl(ctx, records)
+	}
+	if err == nil {
+		w.res.Extra, err = extra(ctx, dst, opts.Format, w.res.Files)
 	}
 	return w.res, err
 }

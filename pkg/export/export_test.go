@@ -321,3 +321,38 @@ func TestExportCanceled(t *testing.T) {
 		t.Errorf("%d shards; want 1 under the default 1 GiB cap", n)
 	}
 }
+
+// TestExportNamesExtraFiles exports with a narrower filter into a
+// directory that holds a broader export: the files this export did not
+// write are named, and left alone.
+func TestExportNamesExtraFiles(t *testing.T) {
+	t.Parallel()
+	f := newRun(t, true, 0)
+	for _, format := range []export.Format{export.ImageFolder, export.WebDataset} {
+		out := t.TempDir()
+		opts := export.Options{Run: f.run, Format: format, ShardBytes: 24 << 10}
+		first, err := export.Run(t.Context(), f.st, export.Dir{Root: out}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(first.Extra) != 0 {
+			t.Errorf("%s: first export names extra files %v", format, first.Extra)
+		}
+		opts.Characters = []string{"mara"}
+		narrow, err := export.Run(t.Context(), f.st, export.Dir{Root: out}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(narrow.Extra) == 0 {
+			t.Errorf("%s: a narrower export into a fuller directory names no extra files", format)
+		}
+		for _, name := range narrow.Extra {
+			if format == export.ImageFolder && !strings.HasPrefix(name, "images/theo/") {
+				t.Errorf("%s: %s named extra; only theo's images are", format, name)
+			}
+			if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(name))); err != nil {
+				t.Errorf("%s: extra file %s was removed: %v", format, name, err)
+			}
+		}
+	}
+}

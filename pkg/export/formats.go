@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -215,4 +216,38 @@ func (w *writer) jsonl(ctx context.Context, records []manifest.Record) error {
 	}
 	w.res.Files = append(w.res.Files, RecordsFile)
 	return w.ensureBytes(ctx, RecordsFile, buf.Bytes())
+}
+
+// extra lists the files in the format's places that the export did not
+// write (see Result.Extra), sorted.
+func extra(ctx context.Context, dst Dest, f Format, files []string) ([]string, error) {
+	wrote := make(map[string]bool, len(files))
+	for _, name := range files {
+		wrote[name] = true
+	}
+	var dirs []string // name prefixes
+	match := func(string) bool { return true }
+	switch f {
+	case ImageFolder:
+		dirs = []string{"images/"}
+	case WebDataset:
+		dirs = []string{"shard-"}
+		match = func(name string) bool { return !strings.Contains(name, "/") && strings.HasSuffix(name, ".tar") }
+	default:
+		return nil, nil
+	}
+	var out []string
+	for _, dir := range dirs {
+		names, err := dst.List(ctx, dir)
+		if err != nil {
+			return nil, dstErr("list %s: %w", dst.Location(dir), err)
+		}
+		for _, name := range names {
+			if !wrote[name] && match(name) {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
