@@ -25,7 +25,7 @@ func makeSheets(ctx context.Context, cfg Config, s manifest.Summary, records []m
 		for j < len(records) && records[j].Character == records[i].Character {
 			j++
 		}
-		sh := BuildSheet(ctx, cfg.Store, s.Run, records[i:j], models, opt, thumbs)
+		sh := buildSheet(ctx, cfg.Store, s.Run, records[i:j], models, opt, thumbs)
 		var buf bytes.Buffer
 		if err := sheet.Encode(&buf, sh); err != nil {
 			return nil, err
@@ -63,13 +63,13 @@ type imageGetter interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 }
 
-// BuildSheet arranges one character's sorted records as a sheet: a row per
+// buildSheet arranges one character's sorted records as a sheet: a row per
 // prompt (sorted by id, at most sheet.MaxRows), a column per model (in
 // models order) or, with every variant, per model and variant. A cell shows
 // the output's thumbnail when thumbs has one (else the output), opened
 // only when the sheet is drawn; failed, skipped and missing tasks are
 // marked.
-func BuildSheet(ctx context.Context, blobs imageGetter, run string, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) *sheet.Sheet {
+func buildSheet(ctx context.Context, blobs imageGetter, run string, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) *sheet.Sheet {
 	character := records[0].Character
 	sh := &sheet.Sheet{Title: character, Subtitle: "run " + run}
 	open := func(key string) func() (image.Image, error) {

@@ -120,9 +120,9 @@ func RenderReport(s Summary, records []Record, opts ReportOptions, put PutFunc) 
 		}
 		c := newCharacter(s.Run, records[i:j], models, opts)
 		pages := c.paginate(opts)
-		row := characterRow{ID: c.ID, Counts: c.Counts, SheetHref: relURL(indexDir, opts.Sheets[c.ID])}
-		if opts.Sheets[c.ID] == "" {
-			row.SheetHref = ""
+		row := characterRow{ID: c.ID, Counts: c.Counts}
+		if k := opts.Sheets[c.ID]; k != "" {
+			row.SheetHref = relURL(indexDir, k)
 		}
 		if c.RefKey != "" {
 			row.RefHref, row.RefThumb = relURL(indexDir, c.RefKey), relURL(indexDir, thumbOf(opts, c.RefKey))
