@@ -24,6 +24,9 @@ const (
 	DefaultPageImages = 2000
 	// DefaultMaxFailures is ReportOptions.MaxFailures's default.
 	DefaultMaxFailures = 200
+	// CharactersPerIndexPage is the most characters one index page lists;
+	// a run with more gets numbered index pages.
+	CharactersPerIndexPage = 500
 	// MaxPageBytes is the most HTML one report page holds; character pages
 	// are split further when their images would take more.
 	MaxPageBytes = 2 << 20
@@ -164,7 +167,33 @@ func RenderReport(s Summary, records []Record, opts ReportOptions, put PutFunc) 
 		}
 		idx.Failures = append(idx.Failures, f)
 	}
-	return renderPage(tmpl, "index", store.ReportKey(s.Run), idx, put)
+	// The index lists CharactersPerIndexPage characters a page; the first
+	// page also holds the models, failures and unreadable records.
+	all := idx.Characters
+	pages := max(1, (len(all)+CharactersPerIndexPage-1)/CharactersPerIndexPage)
+	idx.Pages, idx.TotalCharacters = pages, len(all)
+	if pages > 1 {
+		for n := 1; n <= pages; n++ {
+			idx.Pager = append(idx.Pager, link{N: n, Href: relURL(indexDir, IndexPageKey(s.Run, n))})
+		}
+	}
+	for n := pages; n >= 1; n-- { // the first page last, as the report's entry
+		idx.Page = n
+		idx.Characters = all[(n-1)*CharactersPerIndexPage : min(n*CharactersPerIndexPage, len(all))]
+		if err := renderPage(tmpl, "index", IndexPageKey(s.Run, n), idx, put); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// IndexPageKey is page n (from 1) of the index: store.ReportKey, then
+// report/characters-2.html... beside it, so every page links alike.
+func IndexPageKey(run string, n int) string {
+	if n <= 1 {
+		return store.ReportKey(run)
+	}
+	return path.Dir(store.ReportKey(run)) + "/characters-" + strconv.Itoa(n) + ".html"
 }
 
 func renderPage(tmpl *template.Template, name, key string, data any, put PutFunc) error {

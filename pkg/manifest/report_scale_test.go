@@ -114,3 +114,49 @@ func tags(page, open string) []string {
 		page = page[i+j+1:]
 	}
 }
+
+// TestRenderReportManyCharacters renders 20,000 records of 5,000
+// characters: the index splits into pages of CharactersPerIndexPage, none
+// over MaxPageBytes, and every character's page is linked from one.
+func TestRenderReportManyCharacters(t *testing.T) {
+	t.Parallel()
+	const run = "wide"
+	var records []Record
+	for c := range 5000 {
+		for m := range 4 {
+			r := Record{Run: run, Task: fmt.Sprintf("%016x", c*4+m), Character: fmt.Sprintf("character-%04d-%s", c, strings.Repeat("x", 48)),
+				Prompt: "p", PromptText: "text", Model: fmt.Sprintf("model-%d", m), Status: Succeeded,
+				ReferenceKey: "refs/" + strings.Repeat("a", 64) + ".png"}
+			r.OutputKey = fmt.Sprintf("runs/%s/outputs/%s/%s/p/0.png", run, r.Character, r.Model)
+			if c%3 == 0 {
+				r.Status, r.OutputKey, r.Error = Failed, "", strings.Repeat("<error> ", 40)
+			}
+			records = append(records, r)
+		}
+	}
+	s := Summarize(RunMeta{Run: run}, records)
+	pages := renderPages(t, s, records, ReportOptions{})
+	linked := map[string]bool{}
+	indexPages := 0
+	for n := 1; ; n++ {
+		page, ok := pages[IndexPageKey(run, n)]
+		if !ok {
+			break
+		}
+		indexPages++
+		if len(page) > MaxPageBytes {
+			t.Errorf("index page %d is %d bytes, over %d", n, len(page), MaxPageBytes)
+		}
+		for _, tag := range tags(page, `<a href="characters/`) {
+			linked[strings.TrimSuffix(strings.TrimPrefix(tag, `<a href="`), `">`)] = true
+		}
+	}
+	if want := 5000 / CharactersPerIndexPage; indexPages != want {
+		t.Errorf("%d index pages, want %d", indexPages, want)
+	}
+	for key := range pages {
+		if rel, ok := strings.CutPrefix(key, "runs/wide/report/"); ok && strings.HasPrefix(rel, "characters/") && !linked[rel] {
+			t.Fatalf("character page %s is not linked from any index page", key)
+		}
+	}
+}

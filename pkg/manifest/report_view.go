@@ -13,9 +13,13 @@ import (
 
 // indexView is the index page.
 type indexView struct {
-	S            Summary
-	Title        string
-	Characters   []characterRow
+	S     Summary
+	Title string
+	// Page of Pages; Pager links every page when there are several.
+	Page, Pages     int
+	Pager           []link
+	TotalCharacters int
+	Characters      []characterRow
 	Failures     []failureView
 	MoreFailures int
 }
