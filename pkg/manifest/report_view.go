@@ -20,8 +20,8 @@ type indexView struct {
 	Pager           []link
 	TotalCharacters int
 	Characters      []characterRow
-	Failures     []failureView
-	MoreFailures int
+	Failures        []failureView
+	MoreFailures    int
 }
 
 type characterRow struct {
