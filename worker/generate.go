@@ -59,6 +59,12 @@ func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
 		rec.StartedAt, rec.FinishedAt = w.cfg.Now(), w.cfg.Now()
 		return w.settle(ctx, rec)
 	}
+	// A paused run's tasks wait in the queue, spending no attempt.
+	if paused, err := w.cfg.Runs.Paused(ctx, p.RunID); err != nil {
+		return err
+	} else if paused {
+		return &waitError{Wait: 2 * time.Second, Err: fmt.Errorf("run %s is paused", p.RunID)}
+	}
 
 	if rec, ok, err := w.fromCache(ctx, p, ck); err != nil {
 		return err
