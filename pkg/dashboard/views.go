@@ -176,9 +176,12 @@ func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manife
 	if err != nil {
 		return Detail{}, err
 	}
-	now := h.cfg.Now()
+	end := h.cfg.Now()
+	if run.Finalized && !st.FinishedAt.IsZero() {
+		end = st.FinishedAt // a finished run's rate is its last minute's
+	}
 	d := Detail{Run: run, Models: modelRows(st, recs), Failures: failureGroups(recs), Actions: actions}
-	d.RatePerMin = rate(recs, st.CreatedAt, now)
+	d.RatePerMin = rate(recs, st.CreatedAt, end)
 	if d.RatePerMin > 0 && run.Pending > 0 && !run.Paused && !run.Finalized {
 		eta := float64(run.Pending) / d.RatePerMin * 60
 		d.ETAS = &eta
@@ -190,8 +193,8 @@ func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manife
 	return d, nil
 }
 
-// rate is tasks finished per minute over the last rateWindow, or since the
-// run was created when that is more recent.
+// rate is tasks finished per minute over the rateWindow before now, or
+// since the run was created when that is more recent.
 func rate(recs []manifest.Record, created, now time.Time) float64 {
 	from := now.Add(-rateWindow)
 	if created.After(from) {
@@ -203,7 +206,7 @@ func rate(recs []manifest.Record, created, now time.Time) float64 {
 	}
 	n := 0
 	for _, r := range recs {
-		if r.FinishedAt.After(from) {
+		if r.FinishedAt.After(from) && !r.FinishedAt.After(now) {
 			n++
 		}
 	}
