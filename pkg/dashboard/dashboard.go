@@ -149,7 +149,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: static files: %w", err)
 	}
-	h := &Handler{cfg: cfg, pages: pages, records: newRecordCache(cfg.Store, cfg.CachedRuns)}
+	h := &Handler{cfg: cfg, pages: pages, records: newRecordCache(cfg.Store, cfg.Runs, cfg.CachedRuns)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.index)
 	mux.HandleFunc("GET /runs/{id}", h.runPage)

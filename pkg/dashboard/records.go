@@ -22,56 +22,68 @@ import (
 const minRecordAge = 500 * time.Millisecond
 
 // fetchParallel is how many records are read from the store at once.
-const fetchParallel = 16
+const fetchParallel = 32
+
+// fullListEvery is how often a refresh lists the bucket (and compares
+// sizes and times) instead of trusting the run's finished set: it catches
+// a record rewritten between two refreshes, such as a retried task that
+// failed and finished again.
+const fullListEvery = 15 * time.Second
 
 // recordCache keeps the records of recently viewed runs in memory. A
-// refresh lists the run's records and reads only those that are new or
-// were rewritten (a retried task's, say), so following a run costs one
-// listing per refresh. Once a run is finalized its manifest is read
-// instead, in one request.
+// refresh reads the run's set of finished tasks from Redis and fetches
+// only the records it has not seen, so following a run costs one Redis
+// read per refresh; every fullListEvery it lists the bucket instead and
+// rereads records that changed. Once a run is finalized its manifest is
+// read, in one request.
 type recordCache struct {
 	blobs Blobs
+	runs  *runstate.Store
 	max   int
 
-	mu   sync.Mutex
-	runs map[string]*runRecords
+	mu    sync.Mutex
+	byRun map[string]*runRecords
 }
 
 type runRecords struct {
 	mu      sync.Mutex // one refresh at a time
 	used    time.Time  // for eviction, under recordCache.mu
 	loaded  time.Time
+	listed  time.Time // the last full listing
 	final   time.Time // the FinishedAt whose manifest is loaded
 	entries map[string]cachedRecord
 	sorted  []manifest.Record
 }
 
 type cachedRecord struct {
+	// size and mod are the object's, when it was read after a listing;
+	// read is when it was read.
 	size int64
 	mod  time.Time
+	read time.Time
 	rec  manifest.Record
 }
 
-func newRecordCache(blobs Blobs, max int) *recordCache {
-	return &recordCache{blobs: blobs, max: max, runs: map[string]*runRecords{}}
+func newRecordCache(blobs Blobs, runs *runstate.Store, max int) *recordCache {
+	return &recordCache{blobs: blobs, runs: runs, max: max, byRun: map[string]*runRecords{}}
 }
 
 func (c *recordCache) run(id string, now time.Time) *runRecords {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	rr, ok := c.runs[id]
+	rr, ok := c.byRun[id]
 	if !ok {
-		if len(c.runs) >= c.max {
+		if len(c.byRun) >= c.max {
 			var oldest string
-			for k, v := range c.runs {
-				if oldest == "" || v.used.Before(c.runs[oldest].used) {
+			for k, v := range c.byRun {
+				if oldest == "" || v.used.Before(c.byRun[oldest].used) {
 					oldest = k
 				}
 			}
-			delete(c.runs, oldest)
+			delete(c.byRun, oldest)
 		}
 		rr = &runRecords{entries: map[string]cachedRecord{}}
-		c.runs[id] = rr
+		c.byRun[id] = rr
 	}
 	rr.used = now
 	return rr
@@ -100,11 +112,72 @@ func (c *recordCache) Records(ctx context.Context, st *runstate.Status, now time
 			return rr.sorted, nil
 		}
 	}
-	if err := rr.refresh(ctx, c.blobs, st.ID); err != nil {
+	if rr.listed.IsZero() {
+		rr.listed = now // a first load trusts the finished set
+	}
+	if now.Sub(rr.listed) >= fullListEvery {
+		if err := rr.refreshListing(ctx, c.blobs, st.ID); err != nil {
+			return nil, err
+		}
+		rr.listed = now
+	} else if err := rr.refreshFinished(ctx, c.blobs, c.runs, st.ID); err != nil {
 		return nil, err
 	}
 	rr.loaded, rr.final = now, time.Time{}
 	return rr.sorted, nil
+}
+
+// refreshFinished fetches the records of tasks that finished since the
+// last refresh and drops those of reopened tasks.
+func (rr *runRecords) refreshFinished(ctx context.Context, blobs Blobs, runs *runstate.Store, run string) error {
+	ids, err := runs.FinishedTasks(ctx, run)
+	if err != nil {
+		return err
+	}
+	next := make(map[string]cachedRecord, len(ids))
+	var stale []store.Info
+	for _, id := range ids {
+		key := store.RecordKey(run, id)
+		if old, ok := rr.entries[key]; ok {
+			next[key] = old
+			continue
+		}
+		stale = append(stale, store.Info{Key: key})
+	}
+	return rr.update(ctx, blobs, next, stale)
+}
+
+// refreshListing lists the run's records and rereads the new and changed
+// ones.
+func (rr *runRecords) refreshListing(ctx context.Context, blobs Blobs, run string) error {
+	infos, err := blobs.List(ctx, store.RecordsPrefix(run))
+	if err != nil {
+		return fmt.Errorf("list records of %s: %w", run, err)
+	}
+	next := make(map[string]cachedRecord, len(infos))
+	var stale []store.Info
+	for _, info := range infos {
+		if !strings.HasSuffix(info.Key, ".json") {
+			continue
+		}
+		if old, ok := rr.entries[info.Key]; ok && unchanged(old, info) {
+			old.size, old.mod = info.Size, info.ModTime
+			next[info.Key] = old
+			continue
+		}
+		stale = append(stale, info)
+	}
+	return rr.update(ctx, blobs, next, stale)
+}
+
+// unchanged reports whether a cached record is the listed object: the
+// same size and time, or, for a record read without a listing, written
+// well before it was read (a second covers the store's clock being ahead).
+func unchanged(c cachedRecord, info store.Info) bool {
+	if c.mod.IsZero() {
+		return info.ModTime.Before(c.read.Add(-time.Second))
+	}
+	return c.size == info.Size && c.mod.Equal(info.ModTime)
 }
 
 // loadManifest replaces the records with the run's manifest; false when
@@ -128,24 +201,8 @@ func (rr *runRecords) loadManifest(ctx context.Context, blobs Blobs, run string)
 	return true, nil
 }
 
-// refresh lists the run's records and reads the new and changed ones.
-func (rr *runRecords) refresh(ctx context.Context, blobs Blobs, run string) error {
-	infos, err := blobs.List(ctx, store.RecordsPrefix(run))
-	if err != nil {
-		return fmt.Errorf("list records of %s: %w", run, err)
-	}
-	next := make(map[string]cachedRecord, len(infos))
-	var stale []store.Info
-	for _, info := range infos {
-		if !strings.HasSuffix(info.Key, ".json") {
-			continue
-		}
-		if old, ok := rr.entries[info.Key]; ok && old.size == info.Size && old.mod.Equal(info.ModTime) {
-			next[info.Key] = old
-			continue
-		}
-		stale = append(stale, info)
-	}
+// update reads the stale records into next and makes next the cache.
+func (rr *runRecords) update(ctx context.Context, blobs Blobs, next map[string]cachedRecord, stale []store.Info) error {
 	fetched := make([]cachedRecord, len(stale))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchParallel)
@@ -162,7 +219,7 @@ func (rr *runRecords) refresh(ctx context.Context, blobs Blobs, run string) erro
 			if err := json.Unmarshal(raw, &rec); err != nil {
 				return fmt.Errorf("decode %s: %w", info.Key, err)
 			}
-			fetched[i] = cachedRecord{size: info.Size, mod: info.ModTime, rec: rec}
+			fetched[i] = cachedRecord{size: info.Size, mod: info.ModTime, read: time.Now(), rec: rec}
 			return nil
 		})
 	}

@@ -127,3 +127,15 @@ func (s *Store) SetBudget(ctx context.Context, run string, usd float64) error {
 	}
 	return nil
 }
+
+// FinishedTasks returns the ids of the run's tasks that reached a terminal
+// state, in no order. A task is added after its record is stored and taken
+// out by Reopen, so readers (the dashboard) can fetch exactly the records
+// that exist without listing the bucket.
+func (s *Store) FinishedTasks(ctx context.Context, run string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.doneKey(run)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("runstate: finished tasks of %s: %w", run, err)
+	}
+	return ids, nil
+}

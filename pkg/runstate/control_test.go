@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/runstate"
 )
 
@@ -47,6 +48,30 @@ func TestPauseResume(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "nope"); !errors.Is(err, runstate.ErrNotFound) {
 		t.Errorf("Pause of an unknown run created it: %v", err)
+	}
+}
+
+func TestFinishedTasks(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, runstate.Run{ID: "f", Total: 3, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{"a", "b", "b"} {
+		if _, err := s.Complete(ctx, "f", task, manifest.Failed, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Reopen(ctx, "f", "a", manifest.Failed, 0); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.FinishedTasks(ctx, "f")
+	if err != nil || len(ids) != 1 || ids[0] != "b" {
+		t.Errorf("FinishedTasks = %v, %v; want [b]", ids, err)
+	}
+	if ids, err := s.FinishedTasks(ctx, "nope"); err != nil || len(ids) != 0 {
+		t.Errorf("FinishedTasks of an unknown run = %v, %v", ids, err)
 	}
 }
 
