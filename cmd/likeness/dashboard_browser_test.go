@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/likeness-run/likeness/internal/testenv"
+	"github.com/likeness-run/likeness/pkg/dashboard"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/provider/sim"
@@ -341,5 +347,79 @@ func TestPauseResumeCommands(t *testing.T) {
 	}
 	if _, err := c.runs.Get(ctx, "no-such-run"); !errors.Is(err, runstate.ErrNotFound) {
 		t.Errorf("pausing an unknown run created it: %v", err)
+	}
+}
+
+var dashboardLineRE = regexp.MustCompile(`dashboard: (http://\S+)/runs/(\S+)`)
+
+// TestRunServeEmbedded follows an embedded-mode run (in-process Redis and a
+// local directory) through `run --serve` while it works.
+func TestRunServeEmbedded(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	p := start(t, []string{"LIKENESS_REDIS_URL=", "LIKENESS_S3_ENDPOINT=", "LIKENESS_DASHBOARD_TOKEN="},
+		"run", writeSpec(t, distSpec("embedded-serve", 300)), "--out", out, "--no-progress", "--concurrency", "2", "--serve", "127.0.0.1:0")
+	var base, runID string
+	deadline := time.Now().Add(30 * time.Second)
+	for base == "" {
+		if m := dashboardLineRE.FindStringSubmatch(p.errOut()); m != nil {
+			base, runID = m[1], m[2]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run --serve printed no dashboard address:\n%s", p.errOut())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	getJSON := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s while the run works: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d dashboard.Detail
+	var g dashboard.Gallery
+	for {
+		getJSON("/api/runs/"+runID+"/detail", &d)
+		getJSON("/api/runs/"+runID+"/gallery", &g)
+		if d.Run.Done >= 2 && len(g.Items) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress seen through the dashboard: %+v", d.Run)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d.Run.Total != 24 || d.Run.Finalized || len(d.Queues) != 1 || d.Queues[0].Error != "" || len(d.Limits) == 0 || d.Limits[0].Error != "" {
+		t.Errorf("embedded run mid-way: %+v, queues %+v, limits %+v", d.Run, d.Queues, d.Limits)
+	}
+	resp, err := http.Get(base + g.Items[0].Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if _, _, err := image.DecodeConfig(bytes.NewReader(img)); resp.StatusCode != 200 || err != nil {
+		t.Errorf("image %s: %d, %v", g.Items[0].Image, resp.StatusCode, err)
+	}
+	// Actions are off without a token.
+	resp, err = http.Post(base+"/api/runs/"+runID+"/cancel", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cancel without a token: %d; want 403", resp.StatusCode)
+	}
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Errorf("run exited %d\n%s", code, p.errOut())
 	}
 }
