@@ -263,10 +263,11 @@ func failureGroups(recs []manifest.Record) []FailureGroup {
 			groups[class] = g
 		}
 		g.Count++
-		k := key{class, r.Error}
+		msg := messageShape(r.Error)
+		k := key{class, msg}
 		m, ok := msgs[k]
 		if !ok {
-			m = &FailureMessage{Message: r.Error}
+			m = &FailureMessage{Message: msg}
 			msgs[k] = m
 			order = append(order, k)
 		}
@@ -287,6 +288,19 @@ func failureGroups(recs []manifest.Record) []FailureGroup {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Class, b.Class))
 	})
 	return out
+}
+
+var (
+	requestRE = regexp.MustCompile(`\s*\(request [^)]*\)|\brequest [A-Za-z0-9_.:-]+`)
+	idRE      = regexp.MustCompile(`\b[0-9a-fA-F-]{12,}\b`)
+)
+
+// messageShape is an error message without the ids that make every
+// occurrence unique (provider request ids, hex ids), so failures of one
+// kind group together.
+func messageShape(msg string) string {
+	msg = requestRE.ReplaceAllString(msg, "")
+	return strings.TrimSpace(idRE.ReplaceAllString(msg, "…"))
 }
 
 // limits reads the live state of each fleet limit the run's models use.

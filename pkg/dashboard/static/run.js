@@ -118,7 +118,7 @@ function renderLimits(limits) {
   }
   body.replaceChildren(...limits.map((l) => {
     const force = [l.requests_per_minute ? l.requests_per_minute + " req/min" : "", l.concurrency ? l.concurrency + " in flight" : ""].filter(Boolean).join(", ") || "none";
-    const circuit = l.circuit === "open" ? `open ${duration(l.open_s)}` : l.circuit === "failing" ? `${l.failures} failures in a row` : "closed";
+    const circuit = l.circuit === "open" ? `open ${duration(l.open_s)}` : l.circuit === "failing" ? `${l.failures} failure${l.failures === 1 ? "" : "s"} in a row` : "closed";
     return el("tr", {},
       el("td", {}, el("code", {text: l.key}), el("br"), el("span", {class: "muted small", text: l.models.join(", ")})),
       el("td", {text: force}),
