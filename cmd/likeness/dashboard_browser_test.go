@@ -274,7 +274,17 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	before, doneBefore := calls.started.Load(), state(runB).Done()
+	// Finished calls settle (image, record, count) just after they return.
+	doneBefore := state(runB).Done()
+	for {
+		time.Sleep(300 * time.Millisecond)
+		d := state(runB).Done()
+		if d == doneBefore {
+			break
+		}
+		doneBefore = d
+	}
+	before := calls.started.Load()
 	time.Sleep(2500 * time.Millisecond) // longer than a paused task's requeue wait
 	if after := calls.started.Load(); after != before {
 		t.Errorf("paused run: provider calls went from %d to %d", before, after)

@@ -87,26 +87,31 @@ func isLoopback(host string) bool {
 
 // dashboard builds the dashboard over the connected Redis and store, with
 // the queue inspector and retry it acts through. The returned function
-// closes the inspector.
+// closes the queue clients.
 func (a *app) dashboard(in *infra) (*dashboard.Handler, func(), error) {
 	lims, err := a.limits()
 	if err != nil {
 		return nil, nil, err
 	}
 	insp := asynq.NewInspector(in.redisOpt)
+	q := asynq.NewClient(in.redisOpt)
+	closeAll := func() {
+		q.Close()
+		insp.Close()
+	}
 	h, err := dashboard.New(dashboard.Config{
 		Runs: in.runs, Store: in.blobs, Limiter: in.limiter, Limits: lims, Queues: insp,
 		Retry: func(ctx context.Context, run string) (int, error) {
-			return scheduler.Retry(ctx, insp, in.runs, in.blobs, run)
+			return scheduler.Retry(ctx, q, insp, in.runs, in.blobs, run)
 		},
 		Token:  a.getenv("LIKENESS_DASHBOARD_TOKEN"),
 		Logger: a.log,
 	})
 	if err != nil {
-		insp.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return h, func() { insp.Close() }, nil
+	return h, closeAll, nil
 }
 
 // serveDashboard serves the dashboard on addr in the background, for `run

@@ -55,9 +55,9 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 		}
 		var n int
 		n, err = h.cfg.Retry(ctx, run)
-		msg = fmt.Sprintf("%d failed tasks back in the queue", n)
+		msg = fmt.Sprintf("%d failed or skipped tasks back in the queue", n)
 		if err == nil && n == 0 {
-			msg = "no failed tasks to retry"
+			msg = "no failed or skipped tasks to retry"
 		}
 	case "budget":
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)

@@ -12,8 +12,8 @@
 // nothing under cache/ and no secret.
 //
 // It also acts on runs: cancel, pause and resume (workers requeue a paused
-// run's tasks without spending attempts), retry failed tasks and raise the
-// budget. Actions are POST only, refused across sites (net/http's
+// run's tasks without spending attempts), retry failed and skipped tasks,
+// and raise the budget. Actions are POST only, refused across sites (net/http's
 // CrossOriginProtection), and need the operator's token
 // (LIKENESS_DASHBOARD_TOKEN), as a bearer header or through the login
 // form's HttpOnly, SameSite=Strict session cookie. Without a token actions
@@ -74,8 +74,8 @@ type Config struct {
 	Registry *provider.Registry
 	// Queues reads queue depth. Nil: no queue table.
 	Queues QueueInspector
-	// Retry puts a run's failed tasks back in the queue and returns how
-	// many (scheduler.Retry). Nil: the retry action answers 501.
+	// Retry puts a run's failed and skipped tasks back in the queue and
+	// returns how many (scheduler.Retry). Nil: the retry action answers 501.
 	Retry func(ctx context.Context, run string) (int, error)
 	// Token is the operator's token (LIKENESS_DASHBOARD_TOKEN). Empty turns
 	// every action off; reads stay open.

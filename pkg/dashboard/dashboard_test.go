@@ -375,7 +375,7 @@ func TestDashboardActions(t *testing.T) {
 	if st, _ := b.runs.Get(ctx, "act-1"); st.BudgetUSD != 2.5 {
 		t.Errorf("budget = %v; want 2.5", st.BudgetUSD)
 	}
-	if r := post("retry", nil, bearer); r.code != 200 || retried.Load() != 1 || !strings.Contains(r.body, "2 failed tasks") {
+	if r := post("retry", nil, bearer); r.code != 200 || retried.Load() != 1 || !strings.Contains(r.body, "2 failed or skipped tasks") {
 		t.Errorf("retry: %d %s (called %d)", r.code, r.body, retried.Load())
 	}
 	if r := post("explode", nil, bearer); r.code != 404 {

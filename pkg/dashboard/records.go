@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,11 +30,11 @@ const fetchParallel = 32
 const fullListEvery = 15 * time.Second
 
 // recordCache keeps the records of recently viewed runs in memory. A
-// refresh reads the run's set of finished tasks from Redis and fetches
-// only the records it has not seen, so following a run costs one Redis
-// read per refresh; every fullListEvery it lists the bucket instead and
-// rereads records that changed. Once a run is finalized its manifest is
-// read, in one request.
+// refresh reads the run's finished tasks from Redis and fetches only the
+// records it has not seen, so following a run costs one Redis read per
+// refresh; every fullListEvery it also lists the bucket and rereads the
+// records that changed. Once a run is finalized its manifest is read, in
+// one request.
 type recordCache struct {
 	blobs Blobs
 	runs  *runstate.Store
@@ -115,12 +114,16 @@ func (c *recordCache) Records(ctx context.Context, st *runstate.Status, now time
 	if rr.listed.IsZero() {
 		rr.listed = now // a first load trusts the finished set
 	}
+	ids, err := c.runs.FinishedTasks(ctx, st.ID)
+	if err != nil {
+		return nil, err
+	}
 	if now.Sub(rr.listed) >= fullListEvery {
-		if err := rr.refreshListing(ctx, c.blobs, st.ID); err != nil {
+		if err := rr.refreshListing(ctx, c.blobs, st.ID, ids); err != nil {
 			return nil, err
 		}
 		rr.listed = now
-	} else if err := rr.refreshFinished(ctx, c.blobs, c.runs, st.ID); err != nil {
+	} else if err := rr.refreshFinished(ctx, c.blobs, st.ID, ids); err != nil {
 		return nil, err
 	}
 	rr.loaded, rr.final = now, time.Time{}
@@ -128,12 +131,9 @@ func (c *recordCache) Records(ctx context.Context, st *runstate.Status, now time
 }
 
 // refreshFinished fetches the records of tasks that finished since the
-// last refresh and drops those of reopened tasks.
-func (rr *runRecords) refreshFinished(ctx context.Context, blobs Blobs, runs *runstate.Store, run string) error {
-	ids, err := runs.FinishedTasks(ctx, run)
-	if err != nil {
-		return err
-	}
+// last refresh and drops those of reopened tasks (a retried task's old
+// record stays in the bucket until it is finished again).
+func (rr *runRecords) refreshFinished(ctx context.Context, blobs Blobs, run string, ids []string) error {
 	next := make(map[string]cachedRecord, len(ids))
 	var stale []store.Info
 	for _, id := range ids {
@@ -147,18 +147,22 @@ func (rr *runRecords) refreshFinished(ctx context.Context, blobs Blobs, runs *ru
 	return rr.update(ctx, blobs, next, stale)
 }
 
-// refreshListing lists the run's records and rereads the new and changed
-// ones.
-func (rr *runRecords) refreshListing(ctx context.Context, blobs Blobs, run string) error {
+// refreshListing lists the run's records and rereads those of finished
+// tasks that are new or changed.
+func (rr *runRecords) refreshListing(ctx context.Context, blobs Blobs, run string, ids []string) error {
 	infos, err := blobs.List(ctx, store.RecordsPrefix(run))
 	if err != nil {
 		return fmt.Errorf("list records of %s: %w", run, err)
 	}
+	finished := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		finished[store.RecordKey(run, id)] = true
+	}
 	next := make(map[string]cachedRecord, len(infos))
 	var stale []store.Info
 	for _, info := range infos {
-		if !strings.HasSuffix(info.Key, ".json") {
-			continue
+		if !finished[info.Key] {
+			continue // not finished yet, or reopened by a retry
 		}
 		if old, ok := rr.entries[info.Key]; ok && unchanged(old, info) {
 			old.size, old.mod = info.Size, info.ModTime

@@ -50,34 +50,27 @@ type Run struct {
 	Report string `json:"report,omitempty"`
 }
 
-// status is the state a person reads: running, paused, done or canceled.
-func status(st *runstate.Status, ctl runstate.Control, canceled bool) string {
+// status is the state a person reads: running, paused, canceling, done or
+// canceled.
+func status(st *runstate.Status) string {
 	switch {
 	case st.Finalized > 0 && st.Complete():
 		return string(st.State)
-	case canceled:
+	case st.Canceled:
 		return "canceling"
-	case ctl.Paused:
+	case st.Paused:
 		return "paused"
 	}
 	return string(runstate.Running)
 }
 
-func (h *Handler) view(ctx context.Context, st *runstate.Status) (Run, error) {
-	ctl, err := h.cfg.Runs.Control(ctx, st.ID)
-	if err != nil {
-		return Run{}, err
-	}
-	canceled, err := h.cfg.Runs.Canceled(ctx, st.ID)
-	if err != nil {
-		return Run{}, err
-	}
+func (h *Handler) view(_ context.Context, st *runstate.Status) (Run, error) {
 	end := h.cfg.Now()
 	if !st.FinishedAt.IsZero() && st.Finalized > 0 {
 		end = st.FinishedAt
 	}
 	r := Run{
-		ID: st.ID, Name: st.Name, State: status(st, ctl, canceled), Paused: ctl.Paused, Canceled: canceled,
+		ID: st.ID, Name: st.Name, State: status(st), Paused: st.Paused, Canceled: st.Canceled,
 		Total: st.Total, Done: st.Done(), Succeeded: st.Succeeded, Failed: st.Failed,
 		Skipped: st.SkippedBudget + st.SkippedCanceled, SkippedBudget: st.SkippedBudget,
 		Cached: st.Cached, Pending: max(st.Total-st.Done(), 0), CostUSD: st.CostUSD, ReservedUSD: st.ReservedUSD,

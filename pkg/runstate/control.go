@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,14 +18,6 @@ import (
 // ErrBudget is wrapped by SetBudget's refusals: the new budget is not above
 // the current one, or the run has no budget to raise.
 var ErrBudget = errors.New("budget can only be raised")
-
-// Control is a run's operator-set state.
-type Control struct {
-	// Paused is true between Pause and Resume.
-	Paused bool
-	// PausedAt is when the run was last paused (zero when not paused).
-	PausedAt time.Time
-}
 
 var pauseScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -78,24 +68,6 @@ func (s *Store) Paused(ctx context.Context, run string) (bool, error) {
 	return v == "1", nil
 }
 
-// Control returns the run's operator-set state.
-func (s *Store) Control(ctx context.Context, run string) (Control, error) {
-	vals, err := s.rdb.HMGet(ctx, s.metaKey(run), "paused", "paused_ms").Result()
-	if err != nil {
-		return Control{}, fmt.Errorf("runstate: control %s: %w", run, err)
-	}
-	var c Control
-	if v, ok := vals[0].(string); ok && v == "1" {
-		c.Paused = true
-		if ms, ok := vals[1].(string); ok {
-			if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > 0 {
-				c.PausedAt = time.UnixMilli(n)
-			}
-		}
-	}
-	return c, nil
-}
-
 var setBudgetScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local old = tonumber(redis.call('HGET', KEYS[1], 'budget_micro') or '0')
@@ -109,8 +81,7 @@ return {1, old}
 // lower or equal budget, or a run submitted without a budget (unlimited),
 // is refused with an error wrapping ErrBudget and nothing changes. Tasks
 // not yet started are reserved against the new budget; tasks already
-// skipped for the budget stay skipped (`likeness retry` does not rerun
-// them either).
+// skipped for the budget stay skipped until retried (`likeness retry`).
 func (s *Store) SetBudget(ctx context.Context, run string, usd float64) error {
 	res, err := setBudgetScript.Run(ctx, s.rdb, []string{s.metaKey(run)}, micro(usd)).Int64Slice()
 	if err != nil {
@@ -128,12 +99,12 @@ func (s *Store) SetBudget(ctx context.Context, run string, usd float64) error {
 	return nil
 }
 
-// FinishedTasks returns the ids of the run's tasks that reached a terminal
-// state, in no order. A task is added after its record is stored and taken
-// out by Reopen, so readers (the dashboard) can fetch exactly the records
-// that exist without listing the bucket.
+// FinishedTasks returns the ids of the run's tasks in a terminal state, in
+// no order. A task is counted after its record is stored and taken back by
+// Reopen, so readers (the dashboard) can fetch exactly the records of
+// finished tasks without listing the bucket.
 func (s *Store) FinishedTasks(ctx context.Context, run string) ([]string, error) {
-	ids, err := s.rdb.SMembers(ctx, s.doneKey(run)).Result()
+	ids, err := s.rdb.HKeys(ctx, s.statusKey(run)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("runstate: finished tasks of %s: %w", run, err)
 	}

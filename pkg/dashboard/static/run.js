@@ -85,7 +85,7 @@ function renderActions(d) {
   document.getElementById("btn-pause").hidden = !live || r.paused || r.canceled;
   document.getElementById("btn-resume").hidden = !live || !r.paused || r.canceled;
   document.getElementById("btn-cancel").hidden = !live || r.canceled;
-  document.getElementById("btn-retry").hidden = !a.retry || r.failed === 0;
+  document.getElementById("btn-retry").hidden = !a.retry || r.failed + r.skipped === 0;
   document.getElementById("budget-form").hidden = !r.budget_usd || !live;
 }
 
