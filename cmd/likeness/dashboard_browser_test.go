@@ -203,8 +203,9 @@ func TestDashboardBrowser(t *testing.T) {
 		return st
 	}
 
-	// Run A: 36 tasks of 500ms, two at a time: about 9s unless canceled.
-	runA := submit(strings.Replace(distSpec("browser-cancel", 500), "variants: 2", "variants: 3", 1))
+	// Run A: 36 tasks of 800ms, two at a time: about 15s unless canceled,
+	// long enough to still run when the browser cancels it.
+	runA := submit(strings.Replace(distSpec("browser-cancel", 800), "variants: 2", "variants: 3", 1))
 	run(t, ctx, 20*time.Second, "open run A",
 		chromedp.Navigate(base+"/runs/"+runA),
 		chromedp.WaitVisible(chromedp.CSS("#progress")),
@@ -258,7 +259,7 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 
 	// Run B: pause stops new provider calls; resume finishes the run.
-	runB := submit(distSpec("browser-pause", 300))
+	runB := submit(distSpec("browser-pause", 600)) // about 7s of work
 	run(t, ctx, 20*time.Second, "open run B and pause",
 		chromedp.Navigate(base+"/runs/"+runB),
 		until(`Number(document.getElementById("done-count").textContent) >= 2 && !document.getElementById("btn-pause").hidden`),

@@ -34,11 +34,7 @@ func (h *Handler) recent(ctx context.Context) ([]Run, error) {
 		if err != nil {
 			return nil, err
 		}
-		v, err := h.view(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+		out = append(out, h.view(st))
 	}
 	return out, nil
 }
@@ -71,12 +67,7 @@ func (h *Handler) apiRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v, err := h.view(r.Context(), st)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, v)
+	writeJSON(w, h.view(st))
 }
 
 func (h *Handler) apiDetail(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +128,8 @@ type GalleryItem struct {
 	Cached     bool    `json:"cached"`
 }
 
-var facetNames = []string{"character", "prompt", "model", "status"}
+// facetNames are the gallery's filters, in the order the page shows them.
+func facetNames() [4]string { return [4]string{"character", "prompt", "model", "status"} }
 
 func facetValue(r *manifest.Record, name string) string {
 	switch name {
@@ -172,12 +164,12 @@ func (h *Handler) apiGallery(w http.ResponseWriter, r *http.Request) {
 	offset = max(offset, 0)
 	g := Gallery{Total: len(recs), Offset: offset, Facets: map[string][]Facet{}, References: map[string]string{}, Items: []GalleryItem{}}
 	counts := map[string]map[string]int{}
-	for _, name := range facetNames {
+	for _, name := range facetNames() {
 		counts[name] = map[string]int{}
 	}
 	for i := range recs {
 		rec := &recs[i]
-		for _, name := range facetNames {
+		for _, name := range facetNames() {
 			counts[name][facetValue(rec, name)]++
 		}
 		if _, ok := g.References[rec.Character]; !ok && servable(rec.ReferenceKey) {
@@ -214,7 +206,7 @@ func (h *Handler) apiGallery(w http.ResponseWriter, r *http.Request) {
 
 // matches applies the gallery's filters: every given facet must equal.
 func matches(rec *manifest.Record, q map[string][]string) bool {
-	for _, name := range facetNames {
+	for _, name := range facetNames() {
 		if want := q[name]; len(want) > 0 && want[0] != "" && facetValue(rec, name) != want[0] {
 			return false
 		}

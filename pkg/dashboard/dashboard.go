@@ -141,7 +141,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	pages, err := template.New("pages").Funcs(funcs).ParseFS(templateFS, "templates/*.html")
+	pages, err := template.New("pages").Funcs(pageFuncs()).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parse templates: %w", err)
 	}

@@ -8,15 +8,18 @@ import (
 	"time"
 )
 
-var funcs = template.FuncMap{
-	"usd": func(v float64) string { return fmt.Sprintf("$%.2f", v) },
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format("2006-01-02 15:04:05")
-	},
-	"ms": func(d time.Duration) int64 { return d.Milliseconds() },
+// pageFuncs are the templates' helpers.
+func pageFuncs() template.FuncMap {
+	return template.FuncMap{
+		"usd": func(v float64) string { return fmt.Sprintf("$%.2f", v) },
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format("2006-01-02 15:04:05")
+		},
+		"ms": func(d time.Duration) int64 { return d.Milliseconds() },
+	}
 }
 
 // render executes a page template into a buffer first, so a template error
@@ -67,10 +70,6 @@ func (h *Handler) runPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v, err := h.view(r.Context(), st)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
+	v := h.view(st)
 	h.render(w, r, http.StatusOK, "run.html", runView{Path: "/runs/" + v.ID, Run: v, Refresh: h.cfg.Refresh, Actions: h.actionState(r)})
 }

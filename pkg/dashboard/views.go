@@ -64,7 +64,7 @@ func status(st *runstate.Status) string {
 	return string(runstate.Running)
 }
 
-func (h *Handler) view(_ context.Context, st *runstate.Status) (Run, error) {
+func (h *Handler) view(st *runstate.Status) Run {
 	end := h.cfg.Now()
 	if !st.FinishedAt.IsZero() && st.Finalized > 0 {
 		end = st.FinishedAt
@@ -83,7 +83,7 @@ func (h *Handler) view(_ context.Context, st *runstate.Status) (Run, error) {
 	if r.Finalized {
 		r.Report = fileURL(store.ReportKey(st.ID))
 	}
-	return r, nil
+	return r
 }
 
 // Detail is everything the run page shows besides the gallery.
@@ -165,10 +165,7 @@ type FailureMessage struct {
 const maxFailureTasks = 5
 
 func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manifest.Record, actions ActionState) (Detail, error) {
-	run, err := h.view(ctx, st)
-	if err != nil {
-		return Detail{}, err
-	}
+	run := h.view(st)
 	end := h.cfg.Now()
 	if run.Finalized && !st.FinishedAt.IsZero() {
 		end = st.FinishedAt // a finished run's rate is its last minute's
@@ -179,6 +176,7 @@ func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manife
 		eta := float64(run.Pending) / d.RatePerMin * 60
 		d.ETAS = &eta
 	}
+	var err error
 	if d.Limits, err = h.limits(ctx, st.Models); err != nil {
 		return Detail{}, err
 	}
