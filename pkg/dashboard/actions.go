@@ -23,6 +23,10 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusForbidden, "actions are off: start the dashboard with LIKENESS_DASHBOARD_TOKEN set")
 		return
 	}
+	if h.guesses.Tokens() < 1 {
+		jsonError(w, http.StatusTooManyRequests, "too many wrong tokens: try again in a few seconds")
+		return
+	}
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="likeness"`)
 		jsonError(w, http.StatusUnauthorized, "log in with the dashboard token to act on runs")

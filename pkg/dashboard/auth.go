@@ -9,7 +9,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
+
+// Wrong-token allowance: a burst, then one guess per interval.
+const (
+	guessBurst    = 10
+	guessInterval = 6 * time.Second
+)
+
+func newGuessLimiter() *rate.Limiter { return rate.NewLimiter(rate.Every(guessInterval), guessBurst) }
 
 // sessionCookie holds a login: an expiry and an HMAC of it keyed by the
 // token, so the cookie proves the token was typed without carrying it, and
@@ -30,8 +40,19 @@ func (h *Handler) authorized(r *http.Request) bool {
 	return err == nil && h.sessionOK(c.Value)
 }
 
+// tokenOK compares a presented token with the operator's in constant time.
+// Wrong tokens spend from a server-wide allowance (10, then one every 6s),
+// so guessing is slow; once it is spent every token is refused until it
+// refills.
 func (h *Handler) tokenOK(tok string) bool {
-	return subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) == 1
+	if h.guesses.Tokens() < 1 {
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) == 1 {
+		return true
+	}
+	h.guesses.Allow()
+	return false
 }
 
 func (h *Handler) sign(exp int64) string {
@@ -92,6 +113,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Token == "" {
 		h.render(w, r, http.StatusForbidden, "login.html", loginView{Next: next,
 			Error: "Actions are off: this server was started without LIKENESS_DASHBOARD_TOKEN."})
+		return
+	}
+	if h.guesses.Tokens() < 1 {
+		h.render(w, r, http.StatusTooManyRequests, "login.html", loginView{Next: next, Enabled: true, Error: "Too many wrong tokens: try again in a few seconds."})
 		return
 	}
 	if !h.tokenOK(r.PostForm.Get("token")) {

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/time/rate"
 
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
@@ -132,6 +133,7 @@ type Handler struct {
 	cfg     Config
 	pages   *template.Template
 	records *recordCache
+	guesses *rate.Limiter // wrong tokens, server-wide
 	root    http.Handler
 }
 
@@ -149,7 +151,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: static files: %w", err)
 	}
-	h := &Handler{cfg: cfg, pages: pages, records: newRecordCache(cfg.Store, cfg.Runs, cfg.CachedRuns)}
+	h := &Handler{cfg: cfg, pages: pages, records: newRecordCache(cfg.Store, cfg.Runs, cfg.CachedRuns), guesses: newGuessLimiter()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.index)
 	mux.HandleFunc("GET /runs/{id}", h.runPage)

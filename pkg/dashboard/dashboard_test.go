@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -416,6 +417,31 @@ func TestDashboardActions(t *testing.T) {
 		if r := b.do(t, http.MethodGet, path, nil, map[string]string{"Cookie": cookie}); strings.Contains(r.body, token) {
 			t.Errorf("%s shows the token", path)
 		}
+	}
+}
+
+func TestDashboardSlowsTokenGuessing(t *testing.T) {
+	t.Parallel()
+	const token = "the-right-token"
+	b := setup(t, func(c *dashboard.Config) { c.Token = token })
+	ctx := context.Background()
+	if _, err := b.runs.Create(ctx, runstate.Run{ID: "g", Name: "g", Total: 1, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if r := b.do(t, http.MethodPost, "/api/runs/g/pause", nil, map[string]string{"Authorization": fmt.Sprintf("Bearer guess-%d", i)}); r.code != 401 {
+			t.Fatalf("guess %d: %d; want 401", i, r.code)
+		}
+	}
+	// The allowance is spent: even the right token waits.
+	if r := b.do(t, http.MethodPost, "/api/runs/g/pause", nil, map[string]string{"Authorization": "Bearer " + token}); r.code != 429 {
+		t.Errorf("after 10 wrong tokens: %d; want 429", r.code)
+	}
+	if r := b.do(t, http.MethodPost, "/login", url.Values{"token": {token}}, nil); r.code != 429 || strings.Contains(r.header.Get("Set-Cookie"), "likeness_session=") {
+		t.Errorf("login after 10 wrong tokens: %d; want 429 and no session", r.code)
+	}
+	if p, _ := b.runs.Paused(ctx, "g"); p {
+		t.Error("a guess paused the run")
 	}
 }
 

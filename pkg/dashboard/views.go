@@ -171,7 +171,7 @@ func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manife
 		end = st.FinishedAt // a finished run's rate is its last minute's
 	}
 	d := Detail{Run: run, Models: modelRows(st, recs), Failures: failureGroups(recs), Actions: actions}
-	d.RatePerMin = rate(recs, st.CreatedAt, end)
+	d.RatePerMin = finishRate(recs, st.CreatedAt, end)
 	if d.RatePerMin > 0 && run.Pending > 0 && !run.Paused && !run.Finalized {
 		eta := float64(run.Pending) / d.RatePerMin * 60
 		d.ETAS = &eta
@@ -184,9 +184,9 @@ func (h *Handler) detail(ctx context.Context, st *runstate.Status, recs []manife
 	return d, nil
 }
 
-// rate is tasks finished per minute over the rateWindow before now, or
+// finishRate is tasks finished per minute over the rateWindow before now, or
 // since the run was created when that is more recent.
-func rate(recs []manifest.Record, created, now time.Time) float64 {
+func finishRate(recs []manifest.Record, created, now time.Time) float64 {
 	from := now.Add(-rateWindow)
 	if created.After(from) {
 		from = created
