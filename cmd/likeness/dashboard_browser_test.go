@@ -206,8 +206,18 @@ func TestDashboardBrowser(t *testing.T) {
 	// Run A: 36 tasks of 800ms, two at a time: about 15s unless canceled,
 	// long enough to still run when the browser cancels it.
 	runA := submit(strings.Replace(distSpec("browser-cancel", 800), "variants: 2", "variants: 3", 1))
+	// The runs list follows the run by itself.
+	rowDone := fmt.Sprintf(`Number((document.querySelector('tr[data-run=%q] progress') || {}).value || 0)`, runA)
+	run(t, ctx, 20*time.Second, "runs list",
+		chromedp.Navigate(base+"/"),
+		until(rowDone+` >= 0 && document.querySelector('tr[data-run=`+fmt.Sprintf("%q", runA)+`]') !== null`),
+		chromedp.Evaluate[chromedp.Void](`window.__sameDocument = true`),
+	)
+	listed := eval[int](t, ctx, rowDone)
+	run(t, ctx, 20*time.Second, "runs list advances",
+		until(fmt.Sprintf(`window.__sameDocument === true && %s > %d`, rowDone, listed)))
 	run(t, ctx, 20*time.Second, "open run A",
-		chromedp.Navigate(base+"/runs/"+runA),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] a`, runA))),
 		chromedp.WaitVisible(chromedp.CSS("#progress")),
 		chromedp.Evaluate[chromedp.Void](`window.__sameDocument = true`),
 	)
