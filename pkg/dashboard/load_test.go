@@ -145,10 +145,10 @@ func TestDashboardRunPageLoad2000(t *testing.T) {
 
 	t.Logf("2,000-task run: page with progress %s; page + first data fetch: fresh server %s, next refresh %s, finalized run (manifest) %s",
 		coldPage.Round(time.Millisecond), cold.Round(time.Millisecond), warm.Round(time.Millisecond), final.Round(time.Millisecond))
-	// Generous bounds for a loaded 2-core machine under -race; a regression
-	// to reading (or listing) every record on every refresh would pass the
-	// first and fail the second.
-	if cold > 15*time.Second || warm > 3*time.Second || final > 3*time.Second {
-		t.Errorf("too slow: fresh %s, refresh %s, finalized %s", cold, warm, final)
+	// The machine's load moves every figure, so the checks compare them: a
+	// refresh that read (or listed) every record again, or a finalized run
+	// read record by record, would cost about as much as the fresh load.
+	if cold > time.Minute || warm > cold/4 || final > cold {
+		t.Errorf("fresh %s, refresh %s, finalized %s: want refresh under a quarter of fresh, finalized under fresh", cold, warm, final)
 	}
 }
