@@ -358,7 +358,8 @@ func TestBudgetHoldsWithRejectedOutputs(t *testing.T) {
 func TestResubmitRedoesFailedAndSkipped(t *testing.T) {
 	t.Parallel()
 	gen := &scripted{script: map[string][]step{"flaky": {fail(provider.Input, "rejected once")}}}
-	b := setup(t, gen, nil)
+	addr, db := testenv.RedisDB(t)
+	b := setupOn(t, addr, db, gen, nil, options{concurrency: 1}) // tasks in queue order: flaky first
 	prompts := append([]string{"flaky"}, manyPrompts(5)...)
 	// $0.12 pays for three outputs (the failure costs nothing).
 	st, _ := b.run(loadSpec(t, specWith(prompts...)+"budget_usd: 0.12\n"))
