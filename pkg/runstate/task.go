@@ -158,13 +158,15 @@ if held then
   redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1], ARGV[1] .. ':err')
 return 1
 `)
 
 // RecordAttempt appends attempt a (a.N is its 1-based number over the
 // task's history) and, in the same step, charges a.CostUSD (what the
 // provider billed for it) to the run, frees the task's budget reservation
-// and forgets its pending request. Recording an attempt number that is
+// and forgets its pending request and its infrastructure faults (the
+// provider was reached: the task is moving). Recording an attempt number that is
 // already recorded changes nothing and returns false: a redelivery after a
 // crash never charges twice.
 func (s *Store) RecordAttempt(ctx context.Context, run, task string, a manifest.Attempt) (bool, error) {
@@ -173,7 +175,7 @@ func (s *Store) RecordAttempt(ctx context.Context, run, task string, a manifest.
 		return false, fmt.Errorf("runstate: encode attempt: %w", err)
 	}
 	n, err := recordAttemptScript.Run(ctx, s.rdb,
-		[]string{s.metaKey(run), s.attemptsKey(run, task), s.reservedKey(run), s.pendingKey(run)},
+		[]string{s.metaKey(run), s.attemptsKey(run, task), s.reservedKey(run), s.pendingKey(run), s.infraKey(run)},
 		task, b, a.N, micro(a.CostUSD), s.cfg.TTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("runstate: record attempt %d of %s/%s: %w", a.N, run, task, err)

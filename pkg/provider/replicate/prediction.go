@@ -107,8 +107,9 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*pre
 			}
 			if !keep {
 				c.cancelPrediction(ctx, p)
+				return nil, err
 			}
-			return nil, err
+			return nil, provider.StillPending(err)
 		}
 		fails, wait = 0, 0
 		p = next

@@ -291,6 +291,9 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 				return nil, provider.GoneError(ProviderName, p.ID, "the resumed prediction's output was removed: "+pe.Message)
 			}
 		}
+		if recorded {
+			return nil, provider.StillPending(err) // the output is paid for; download it later
+		}
 		return nil, err
 	}
 	logs := c.redact(p.Logs)
