@@ -79,17 +79,6 @@ func (s SentinelEnv) sentinel(addr string) *redis.SentinelClient {
 	return redis.NewSentinelClient(&redis.Options{Addr: addr, Password: s.Password})
 }
 
-// MasterAddr is the master's address as the first sentinel reports it.
-func (s SentinelEnv) MasterAddr(ctx context.Context) (string, error) {
-	sc := s.sentinel(s.Addrs[0])
-	defer sc.Close()
-	a, err := sc.GetMasterAddrByName(ctx, s.Master).Result()
-	if err != nil {
-		return "", fmt.Errorf("sentinel %s: master address: %w", s.Addrs[0], err)
-	}
-	return a[0] + ":" + a[1], nil
-}
-
 // WaitReady waits until every sentinel agrees on the master, sees a
 // replica in sync with it, and knows the two other sentinels: the state
 // in which SENTINEL FAILOVER can promote the replica.
