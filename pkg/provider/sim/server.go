@@ -82,10 +82,21 @@ type ServerConfig struct {
 //	GET    /files/outputs/{id}.{png|jpg}          output image (no auth), rendered on request
 //	GET    /stats                                 Stats as JSON, plus derived fields (no auth)
 //	POST   /stats/reset                           zero the counters and the accept log (no auth)
+//	POST   /admin/outage?for=30s                  answer every /v1 and /files request 503 for 30 s (no auth; GET shows it)
 //	GET    /healthz                               "ok"
 //
 // Every /v1 route needs "Authorization: Bearer <ServerConfig.Token>"
 // unless Token is empty.
+//
+// Input images given by URL are fetched only from this server itself (its
+// uploads, its outputs); any other host is refused 422 as unreachable, as
+// a hosted provider refuses a private bucket's URL (server_fetch.go).
+//
+// Paid predictions: Replicate bills every prediction it creates, whatever
+// its end (succeeded, blank, moderated, canceled); a create answered 429,
+// 4xx or 503, or refused during an outage, creates nothing and costs
+// nothing. Stats.Created counts exactly the paid predictions (GET /stats
+// also reports it as paid_predictions).
 //
 // Lifecycle: a prediction's fate is drawn when it is created (latency, moderated,
 // blank, slow) and its state is computed from the clock at each request: it
@@ -159,6 +170,10 @@ type Server struct {
 	// throttleRNG draws ModelBehavior.ThrottleRate; a stream of its own so
 	// that models without random throttling see the same fates as before.
 	throttleRNG *rand.Rand
+
+	// outageFrom and outageUntil bound the current outage (zero: none);
+	// see server_outage.go.
+	outageFrom, outageUntil time.Time
 }
 
 // outcome is a prediction's fate, drawn at creation.
@@ -327,6 +342,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /files/outputs/{file}", s.handleOutput)
 	m.HandleFunc("GET /stats", s.handleStats)
 	m.HandleFunc("POST /stats/reset", s.handleReset)
+	m.HandleFunc("GET /admin/outage", s.handleOutage)
+	m.HandleFunc("POST /admin/outage", s.handleOutage)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		if s.authorize(w, r) {
@@ -338,7 +355,7 @@ func (s *Server) routes() {
 
 // Handler returns the HTTP handler serving every route; mount it at the
 // root of a listener (the adapter's base URL is then http://HOST:PORT/v1).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // authorize checks the bearer token and answers 401 when it is wrong.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
