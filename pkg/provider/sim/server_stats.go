@@ -302,12 +302,12 @@ type statsJSON struct {
 	// prediction created is paid, whatever its end; a refused create is not.
 	PaidPredictions int64 `json:"paid_predictions"`
 	// Outage is the current outage window (POST /admin/outage).
-	Outage outageJSON `json:"outage"`
-	RateLimit     int     `json:"rate_limit"`
-	RateWindowS   float64 `json:"rate_window_s"`
-	Concurrency   int     `json:"concurrency"`
-	ElapsedS      float64 `json:"elapsed_s"`
-	CreatedPerSec float64 `json:"created_per_s"`
+	Outage        outageJSON `json:"outage"`
+	RateLimit     int        `json:"rate_limit"`
+	RateWindowS   float64    `json:"rate_window_s"`
+	Concurrency   int        `json:"concurrency"`
+	ElapsedS      float64    `json:"elapsed_s"`
+	CreatedPerSec float64    `json:"created_per_s"`
 	// AcceptLog is how many accept times MaxInWindow sees.
 	AcceptLog int `json:"accept_log"`
 	// MaxInWindow is Stats.MaxInWindow for 1 s, 10 s, 1 min, the rate
@@ -324,10 +324,10 @@ type statsJSON struct {
 type modelStatsJSON struct {
 	ModelStats
 	// PaidPredictions is ModelStats.Created (see statsJSON).
-	PaidPredictions int64 `json:"paid_predictions"`
-	RateLimit    int     `json:"rate_limit"`
-	Concurrency  int     `json:"concurrency"`
-	ThrottleRate float64 `json:"throttle_rate"`
+	PaidPredictions int64   `json:"paid_predictions"`
+	RateLimit       int     `json:"rate_limit"`
+	Concurrency     int     `json:"concurrency"`
+	ThrottleRate    float64 `json:"throttle_rate"`
 	// FirstAccept and LastAccept span the recorded accepted creates
 	// (absent without any).
 	FirstAccept *time.Time `json:"first_accept,omitempty"`
