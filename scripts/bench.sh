@@ -11,9 +11,13 @@
 # loopback port) and `likeness worker` processes from that binary, and
 # stops them however it ends; this script stops Redis and MinIO.
 #
+# The chaos scenario brings its own Redis and MinIO (it kills and restarts
+# them): for it this script starts neither and passes the cached MinIO
+# binary with --minio.
+#
 # Usage:
-#   scripts/bench.sh limits|makespan|overhead [likeness bench flags]
-#   scripts/bench.sh all [likeness bench flags]   the three, in sequence
+#   scripts/bench.sh limits|makespan|overhead|chaos [likeness bench flags]
+#   scripts/bench.sh all [likeness bench flags]   limits, makespan, overhead in sequence
 #
 # Progress goes to stderr; each scenario prints one JSON line on stdout.
 # The exit status is likeness bench's (0: targets met, 1: a target missed,
@@ -29,14 +33,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 
 usage() {
-	printf 'usage: %s limits|makespan|overhead|all [likeness bench flags]\n' "${0##*/}" >&2
+	printf 'usage: %s limits|makespan|overhead|chaos|all [likeness bench flags]\n' "${0##*/}" >&2
 	exit 2
 }
 (($#)) || usage
 scenario=$1
 shift
 case $scenario in
-limits | makespan | overhead) scenarios=("$scenario") ;;
+limits | makespan | overhead | chaos) scenarios=("$scenario") ;;
 all) scenarios=(limits makespan overhead) ;;
 -h | --help) usage ;;
 *)
@@ -63,6 +67,13 @@ trap 'exit 143' TERM
 BENCH_BIN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/likeness-bench-bin.XXXXXX")
 infra_log "building likeness into $BENCH_BIN_DIR"
 go build -o "$BENCH_BIN_DIR/likeness" ./cmd/likeness
+
+if [[ $scenario == chaos ]]; then
+	infra_log "likeness bench chaos $*"
+	status=0
+	"$BENCH_BIN_DIR/likeness" bench chaos --minio "$(infra_minio_bin)" --redis-server "$(command -v redis-server)" "$@" || status=$?
+	exit "$status"
+fi
 
 infra_up
 
