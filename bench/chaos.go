@@ -38,9 +38,12 @@ const (
 	chaosCap     = 40
 	chaosLatency = 2500 * time.Millisecond
 	chaosJitter  = 0.2
-	// chaosWorkerSlots is each worker's task slots: two workers (one being
-	// replaced) still have more than the cap, so the limits decide.
-	chaosWorkerSlots = 32
+	// chaosWorkerSlots is each worker's task slots. At the rate limit
+	// 10 creates/s × 2.5 s keep 25 predictions in flight: two workers (one
+	// being replaced) still have 32 slots, so the limits decide. More would
+	// only hold more tasks waiting for the limiter, each stranded by a
+	// SIGKILL until asynq's lease on it expires.
+	chaosWorkerSlots = 16
 	chaosSimSeed     = 9
 	chaosSpecSeed    = 20260309
 )
