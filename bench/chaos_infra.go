@@ -168,6 +168,21 @@ func (e *env) newChaosMinIO() (*infraServer, error) {
 		if resp.StatusCode != http.StatusOK {
 			return errors.New("minio health: " + resp.Status)
 		}
+		// Ready can come before the object layer is: an anonymous
+		// ListBuckets answers 503 (XMinioServerNotInitialized) until it is,
+		// and 403 after.
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err = client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return errors.New("minio: server not initialized yet")
+		}
 		return nil
 	}
 	return s, nil

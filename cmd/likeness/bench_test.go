@@ -174,6 +174,11 @@ func TestBenchChaosSmall(t *testing.T) {
 		p := start(t, env, args...)
 		deadline := time.Now().Add(time.Minute)
 		for !strings.Contains(p.errOut(), "submitted run") {
+			select {
+			case <-p.done:
+				t.Fatalf("the bench ended before submitting:\n%s", p.errOut())
+			default:
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("no submit within a minute:\n%s", p.errOut())
 			}
