@@ -20,7 +20,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -41,9 +40,11 @@ import (
 	"github.com/likeness-run/likeness/pkg/telemetry"
 )
 
-// Blobs is the object storage the producer writes references and specs to.
+// Blobs is the object storage the producer writes references and specs to,
+// and reads task records from when a spec is submitted again.
 type Blobs interface {
 	PutIfAbsent(ctx context.Context, key string, data []byte, contentType string) (bool, error)
+	Get(ctx context.Context, key string) ([]byte, error)
 }
 
 // Enqueuer is the queue client; *asynq.Client satisfies it.
@@ -59,6 +60,11 @@ type Config struct {
 	Queue Enqueuer
 	Store Blobs
 	Runs  *runstate.Store
+	// Tasks removes finished queue tasks (a run's kept finalize) when a
+	// spec submitted again reopens tasks of a finished run; an
+	// *asynq.Inspector. Nil: a finished run's failed and skipped tasks
+	// are not redone by a resubmission.
+	Tasks TaskDeleter
 	// HTTPClient fetches https references. Default: a client with a 60s timeout.
 	HTTPClient *http.Client
 	// TaskTimeout bounds one attempt of a task. Default 30m (a provider's
@@ -105,7 +111,8 @@ type Submission struct {
 	// had been submitted before.
 	Enqueued int
 	// Existing is true when the identical spec had already been submitted:
-	// the run id is the same and nothing new was enqueued or paid for.
+	// the run id is the same; its succeeded outputs are kept, and only its
+	// failed and skipped tasks were enqueued again (Enqueued of them).
 	Existing bool
 }
 
@@ -139,7 +146,9 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	created, err := p.cfg.Runs.Create(ctx, runstate.Run{
 		ID: runID, Name: s.Name, SpecKey: store.SpecKey(runID), Total: len(tasks),
 		BudgetUSD: s.BudgetUSD, CreatedAt: now, Models: refs,
-		TraceParent: telemetry.Inject(ctx, map[string]string{})["traceparent"],
+		TraceParent:   telemetry.Inject(ctx, map[string]string{})["traceparent"],
+		InfraRetryFor: s.InfraRetryFor,
+		OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts, Tags: s.Tags.NumberOfTags,
 	})
 	if err != nil {
 		return nil, err
@@ -151,7 +160,8 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 		}
 		if st.Enqueued {
 			sub.Existing = true
-			return sub, nil
+			sub.Enqueued, err = p.resubmit(ctx, s, runID, refKeys, edits, now)
+			return sub, err
 		}
 		// An earlier submit stopped half-way: finish enqueueing. Tasks already
 		// in the queue are rejected by their TaskID.
@@ -160,25 +170,11 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 		return nil, fmt.Errorf("store spec: %w", err)
 	}
 	for _, t := range interleave(tasks) {
-		payload := task.Generate{
-			RunID: runID, TaskID: t.ID, Character: t.Character, Prompt: t.Prompt, PromptText: t.PromptText,
-			Model: t.Model, ModelRef: t.ModelRef, Params: t.Params, Variant: t.Variant, Seed: t.Seed,
-			RefKey: refKeys[t.Character], EditImageKey: edits[t.Prompt][0], EditMaskKey: edits[t.Prompt][1],
-			OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
-			Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
-		}
-		b, err := json.Marshal(payload)
+		ok, err := p.enqueue(ctx, payloadOf(s, runID, t, refKeys, edits, now))
 		if err != nil {
-			return nil, fmt.Errorf("encode task %s: %w", t.ID, err)
+			return nil, err
 		}
-		_, err = p.cfg.Queue.EnqueueContext(ctx, asynq.NewTaskWithHeaders(task.TypeGenerate, b, telemetry.TaskHeaders(ctx, t.ID)),
-			asynq.TaskID(payload.QueueID()), asynq.Queue(task.QueueFor(t.Provider)),
-			asynq.MaxRetry(s.MaxAttempts+s.OutputRetries), asynq.Timeout(p.cfg.TaskTimeout))
-		switch {
-		case errors.Is(err, asynq.ErrTaskIDConflict):
-		case err != nil:
-			return nil, fmt.Errorf("enqueue task %s: %w", t.ID, err)
-		default:
+		if ok {
 			sub.Enqueued++
 		}
 	}
@@ -187,6 +183,34 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	}
 	p.cfg.Logger.InfoContext(ctx, "run submitted", "run_id", runID, "tasks", len(tasks), "enqueued", sub.Enqueued)
 	return sub, nil
+}
+
+// payloadOf is the queue payload of one task of the spec.
+func payloadOf(s *spec.Spec, runID string, t spec.Task, refKeys map[string]string, edits map[string][2]string, now time.Time) task.Generate {
+	return task.Generate{
+		RunID: runID, TaskID: t.ID, Character: t.Character, Prompt: t.Prompt, PromptText: t.PromptText,
+		Model: t.Model, ModelRef: t.ModelRef, Params: t.Params, Variant: t.Variant, Seed: t.Seed,
+		RefKey: refKeys[t.Character], EditImageKey: edits[t.Prompt][0], EditMaskKey: edits[t.Prompt][1],
+		OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
+		Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
+	}
+}
+
+// enqueue puts one task in its provider's queue. It returns false when the
+// queue already holds the task (its TaskID is taken).
+func (p *Producer) enqueue(ctx context.Context, g task.Generate) (bool, error) {
+	t, opts, err := task.NewGenerate(g, telemetry.TaskHeaders(ctx, g.TaskID), p.cfg.TaskTimeout)
+	if err != nil {
+		return false, err
+	}
+	_, err = p.cfg.Queue.EnqueueContext(ctx, t, opts...)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("enqueue task %s: %w", g.TaskID, err)
+	}
+	return true, nil
 }
 
 // uploadReferences stores each character's reference, and each edit

@@ -6,108 +6,179 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/runstate"
+	"github.com/likeness-run/likeness/pkg/spec"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
 )
 
-// Inspector is the part of asynq's Inspector that run control needs.
-type Inspector interface {
-	Queues() ([]string, error)
-	ListArchivedTasks(queue string, opts ...asynq.ListOption) ([]*asynq.TaskInfo, error)
-	RunTask(queue, id string) error
+// TaskDeleter removes a task from the queue; *asynq.Inspector satisfies it.
+type TaskDeleter interface {
 	DeleteTask(queue, id string) error
 }
 
-// RecordStore reads and deletes task records.
+// RecordStore reads task records.
 type RecordStore interface {
 	Get(ctx context.Context, key string) ([]byte, error)
-	Delete(ctx context.Context, key string) error
 }
 
-// Retry puts a run's failed tasks back in the queue (`likeness retry RUN`):
-// asynq keeps every task that failed for good in its archive with its
-// original payload; each of the run's archived tasks has its terminal state
-// taken back, its record removed, and is run again with a fresh attempt
-// history. Billing stops are lifted and the run is finalized again when the
-// retried tasks end. It returns how many tasks were put back.
-func Retry(ctx context.Context, insp Inspector, runs *runstate.Store, blobs RecordStore, run string) (int, error) {
-	if _, err := runs.Get(ctx, run); err != nil {
+// redoStatuses are the terminal states a retry or a resubmission redoes.
+var redoStatuses = []manifest.Status{manifest.Failed, manifest.SkippedBudget, manifest.SkippedCanceled}
+
+// Retry puts a run's failed and skipped tasks back in the queue (`likeness
+// retry RUN`). It finds them in the run's own state in Redis, not in the
+// queue's archive (a finished task leaves the queue), and rebuilds each
+// task from its record. Billing stops and a cancel are lifted first, so the
+// retried tasks do not fail again on them; each task gets a fresh queue
+// task and fresh retry budgets, while its earlier attempts stay in its
+// history and cost. The run is finalized again when they end, and that
+// finalization sends its own webhook. It returns how many tasks were put
+// back; running it again while they work puts back nothing.
+func Retry(ctx context.Context, queue Enqueuer, tasks TaskDeleter, runs *runstate.Store, blobs RecordStore, run string) (int, error) {
+	st, err := runs.Get(ctx, run)
+	if err != nil {
 		return 0, err
 	}
-	queues, err := insp.Queues()
-	if err != nil {
-		return 0, fmt.Errorf("list queues: %w", err)
-	}
-	prefix := task.Generate{RunID: run}.QueueID() // "gen:<run>:"
-	n := 0
-	for _, q := range queues {
-		if !strings.HasPrefix(q, "gen:") {
-			continue
-		}
-		for page := 1; ; page++ {
-			infos, err := insp.ListArchivedTasks(q, asynq.PageSize(500), asynq.Page(page))
-			if err != nil {
-				return n, fmt.Errorf("list archived tasks of %s: %w", q, err)
-			}
-			if len(infos) == 0 {
-				break
-			}
-			for _, info := range infos {
-				if !strings.HasPrefix(info.ID, prefix) {
-					continue
-				}
-				if err := reopen(ctx, runs, blobs, run, info); err != nil {
-					return n, err
-				}
-				if err := insp.RunTask(q, info.ID); err != nil {
-					return n, fmt.Errorf("run task %s again: %w", info.ID, err)
-				}
-				n++
-			}
-			if len(infos) < 500 {
-				break
-			}
-		}
-	}
-	if n == 0 {
+	now := time.Now()
+	return redo(ctx, redoer{queue: queue, tasks: tasks, runs: runs, blobs: blobs}, run, -1,
+		func(id string, rec *manifest.Record) (task.Generate, bool) {
+			return task.Generate{
+				RunID: run, TaskID: id, Character: rec.Character, Prompt: rec.Prompt, PromptText: rec.PromptText,
+				Model: rec.Model, ModelRef: rec.ModelRef, Params: rec.Params, Variant: rec.Variant, Seed: rec.BaseSeed,
+				RefKey: rec.ReferenceKey, EditImageKey: rec.EditImageKey, EditMaskKey: rec.EditMaskKey,
+				OutputRetries: st.OutputRetries, MaxAttempts: st.MaxAttempts, Tags: st.Tags, EnqueuedAt: now,
+			}, true
+		})
+}
+
+// resubmit redoes the failed and skipped tasks of a run whose spec was
+// submitted again, with the spec's (possibly larger) budget.
+func (p *Producer) resubmit(ctx context.Context, s *spec.Spec, runID string, refKeys map[string]string, edits map[string][2]string, now time.Time) (int, error) {
+	if p.cfg.Tasks == nil {
 		return 0, nil
 	}
-	if err := runs.ResumeProviders(ctx, run); err != nil {
-		return n, err
+	byID := map[string]spec.Task{}
+	for _, t := range s.Expand() {
+		byID[t.ID] = t
 	}
-	// The finalize task is kept after it ran, to refuse duplicates; the
-	// retried run needs a new one.
-	if err := insp.DeleteTask(task.QueueControl, task.Finalize{RunID: run}.QueueID()); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-		return n, fmt.Errorf("reset finalize: %w", err)
+	n, err := redo(ctx, redoer{queue: p.cfg.Queue, tasks: p.cfg.Tasks, runs: p.cfg.Runs, blobs: p.cfg.Store, timeout: p.cfg.TaskTimeout},
+		runID, s.BudgetUSD, func(id string, _ *manifest.Record) (task.Generate, bool) {
+			t, ok := byID[id]
+			if !ok {
+				return task.Generate{}, false
+			}
+			return payloadOf(s, runID, t, refKeys, edits, now), true
+		})
+	if n > 0 {
+		p.cfg.Logger.InfoContext(ctx, "spec submitted again: failed and skipped tasks redone", "run_id", runID, "tasks", n)
+	}
+	return n, err
+}
+
+// redoer holds what redoing tasks needs.
+type redoer struct {
+	queue   Enqueuer
+	tasks   TaskDeleter
+	runs    *runstate.Store
+	blobs   RecordStore
+	timeout time.Duration
+}
+
+// redo reopens the run's failed and skipped tasks and enqueues each again
+// with the payload payload gives it (false: leave it), after lifting the
+// run's billing stops and cancel and setting its budget (budgetUSD < 0:
+// keep it). Tasks a previous redo reopened but did not enqueue (it was
+// cut off) are enqueued too.
+func redo(ctx context.Context, r redoer, run string, budgetUSD float64, payload func(string, *manifest.Record) (task.Generate, bool)) (int, error) {
+	if r.timeout <= 0 {
+		r.timeout = 30 * time.Minute
+	}
+	if err := r.runs.ResumeProviders(ctx, run); err != nil {
+		return 0, err
+	}
+	if err := r.runs.Revive(ctx, run, budgetUSD); err != nil {
+		return 0, err
+	}
+	ended, err := r.runs.Tasks(ctx, run, redoStatuses...)
+	if err != nil {
+		return 0, err
+	}
+	open, err := r.runs.Reopened(ctx, run)
+	if err != nil {
+		return 0, err
+	}
+	if len(ended)+len(open) == 0 {
+		return 0, nil
+	}
+	// The finalize task is kept after it ran, to refuse duplicates; it must
+	// be gone before a reopened task can complete the run again.
+	fin := task.Finalize{RunID: run}.QueueID()
+	if err := r.tasks.DeleteTask(task.QueueControl, fin); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return 0, fmt.Errorf("reset finalize of %s: %w", run, err)
+	}
+	n := 0
+	for i, id := range append(ended, open...) {
+		rec, err := readRecord(ctx, r.blobs, run, id)
+		if err != nil {
+			return n, err
+		}
+		g, ok := payload(id, rec)
+		if !ok {
+			continue
+		}
+		if i < len(ended) {
+			if _, err := r.runs.Reopen(ctx, run, id, rec.AttemptLog); err != nil {
+				return n, err
+			}
+		}
+		ok, err = r.enqueue(ctx, g)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
 	}
 	return n, nil
 }
 
-func reopen(ctx context.Context, runs *runstate.Store, blobs RecordStore, run string, info *asynq.TaskInfo) error {
-	p, err := task.DecodeGenerate(info.Payload)
+// enqueue puts a reopened task in the queue. A task of the same id left in
+// the queue's archive by an older worker is removed first.
+func (r redoer) enqueue(ctx context.Context, g task.Generate) (bool, error) {
+	t, opts, err := task.NewGenerate(g, nil, r.timeout)
 	if err != nil {
-		return err
+		return false, err
 	}
-	status, cost := manifest.Failed, 0.0
-	key := store.RecordKey(run, p.TaskID)
-	if raw, err := blobs.Get(ctx, key); err == nil {
-		var rec manifest.Record
-		if json.Unmarshal(raw, &rec) == nil {
-			status, cost = rec.Status, rec.CostUSD
+	for try := 0; ; try++ {
+		_, err = r.queue.EnqueueContext(ctx, t, opts...)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, asynq.ErrTaskIDConflict) && try == 0:
+			prov, _, _ := strings.Cut(g.ModelRef, ":")
+			_ = r.tasks.DeleteTask(task.QueueFor(prov), g.QueueID()) // an active task refuses: it is on its way
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			return false, nil
+		default:
+			return false, fmt.Errorf("enqueue task %s again: %w", g.TaskID, err)
 		}
-	} else if !errors.Is(err, store.ErrNotExist) {
-		return fmt.Errorf("read record %s: %w", key, err)
 	}
-	if err := runs.Reopen(ctx, run, p.TaskID, status, cost); err != nil {
-		return err
+}
+
+func readRecord(ctx context.Context, blobs RecordStore, run, id string) (*manifest.Record, error) {
+	key := store.RecordKey(run, id)
+	raw, err := blobs.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read record %s: %w", key, err)
 	}
-	if err := blobs.Delete(ctx, key); err != nil {
-		return fmt.Errorf("delete record %s: %w", key, err)
+	var rec manifest.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("decode record %s: %w", key, err)
 	}
-	return nil
+	return &rec, nil
 }

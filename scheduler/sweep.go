@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/task"
@@ -29,11 +30,17 @@ type FinalizeInspector interface {
 // so those are reported for resubmission, which resumes them.
 //
 // A sweep is safe to run from any number of processes at once: the
-// finalize task's id refuses duplicates.
+// finalize task's id refuses duplicates. Every worker and the scheduler
+// run Loop; with Lock set, one of them sweeps per period.
 type Sweeper struct {
 	Runs      *runstate.Store
 	Queue     Enqueuer
 	Inspector FinalizeInspector
+	// Lock, when set, is the Redis that Loop takes a lock in, so a fleet
+	// of sweepers sweeps once per period, not once per process.
+	Lock redis.UniversalClient
+	// ID names this sweeper in the lock. Default "sweeper".
+	ID string
 	// Grace is how long a submit may take before its run counts as
 	// stopped half-way. Default 10 minutes.
 	Grace time.Duration
@@ -54,6 +61,46 @@ type SweepReport struct {
 	// HalfSubmitted are runs whose submit stopped before every task was
 	// enqueued, longer than Grace ago: resubmit their spec to resume.
 	HalfSubmitted []string `json:"half_submitted,omitempty"`
+}
+
+// sweepLockKey is the Redis key whose holder sweeps this period.
+const sweepLockKey = "likeness:sweep:lock"
+
+// Loop sweeps every period until ctx ends; with Lock set, only when it
+// takes the fleet's lock for the period. Errors are logged, and the next
+// period tries again.
+func (s *Sweeper) Loop(ctx context.Context, every time.Duration) {
+	log := s.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if s.takeLock(ctx, every) {
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				log.ErrorContext(ctx, "sweep failed; the next one tries again", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// takeLock reports whether this sweeper sweeps this period.
+func (s *Sweeper) takeLock(ctx context.Context, every time.Duration) bool {
+	if s.Lock == nil {
+		return true
+	}
+	id := s.ID
+	if id == "" {
+		id = "sweeper"
+	}
+	ok, err := s.Lock.SetNX(ctx, sweepLockKey, id, every*9/10).Result()
+	return err == nil && ok
 }
 
 // Sweep looks at the newest runs once.

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
 )
@@ -26,11 +29,43 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	err := w.finalize(ctx, p)
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		return err
+	}
+	// The bucket or Redis failed the fan-in: retry it with capped backoff
+	// for as long as the run allows infrastructure faults; past that, stop
+	// retrying and leave the run to the sweep every worker runs.
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	since, nerr := w.cfg.Runs.NoteInfra(nctx, p.RunID, finalizeSlot, err)
+	if nerr != nil {
+		since = w.cfg.Now()
+	}
+	failing := w.cfg.Now().Sub(since)
+	if st, gerr := w.cfg.Runs.Get(nctx, p.RunID); gerr == nil && failing > st.InfraRetryFor {
+		w.log.ErrorContext(ctx, "finalize kept failing past the run's infra_retry_for; the sweep will enqueue it again",
+			"run_id", p.RunID, "failing_for", failing.Round(time.Second), "err", err)
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	w.log.WarnContext(ctx, "finalize failed on infrastructure; retrying", "run_id", p.RunID,
+		"failing_for", failing.Round(time.Millisecond), "err", err)
+	return &infraError{Err: err, For: failing}
+}
+
+// finalizeSlot is the name under which a run's finalize notes its
+// infrastructure faults, beside its tasks'.
+const finalizeSlot = "finalize"
+
+func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	st, err := w.cfg.Runs.Get(ctx, p.RunID)
+	if errors.Is(err, runstate.ErrNotFound) {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry) // expired: nothing to finalize
+	}
 	if err != nil {
 		return err
 	}
-	records, err := w.loadRecords(ctx, p.RunID)
+	records, unreadable, err := w.loadRecords(ctx, p.RunID)
 	if err != nil {
 		return err
 	}
@@ -41,6 +76,10 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 		TraceID: traceIDOf(st.TraceParent),
 	}
 	sum := manifest.Summarize(meta, records)
+	sum.UnreadableRecords = unreadable
+	for _, key := range unreadable {
+		w.log.ErrorContext(ctx, "record unreadable: left out of the manifest, listed in run.json", "run_id", p.RunID, "key", key)
+	}
 
 	var jsonl bytes.Buffer
 	if err := manifest.WriteJSONL(&jsonl, records); err != nil {
@@ -77,12 +116,16 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// loadRecords reads every task record of a run, a bounded number at a time.
-func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record, error) {
+// loadRecords reads every task record of a run, a bounded number at a
+// time. A record that cannot be read because the store failed fails the
+// load (the finalize is retried); one that was read but does not decode is
+// returned by key as unreadable, for run.json to report.
+func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record, []string, error) {
 	infos, err := w.cfg.Store.List(ctx, store.RecordsPrefix(run))
 	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
+		return nil, nil, fmt.Errorf("list records: %w", err)
 	}
+	bad := make([]bool, len(infos))
 	records := make([]manifest.Record, len(infos))
 	errs := make([]error, len(infos))
 	sem := make(chan struct{}, finalizeReaders)
@@ -97,25 +140,30 @@ func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record
 			defer wg.Done()
 			defer func() { <-sem }()
 			raw, err := w.cfg.Store.Get(ctx, info.Key)
-			if err == nil {
-				err = json.Unmarshal(raw, &records[i])
-			}
 			if err != nil {
 				errs[i] = fmt.Errorf("read record %s: %w", info.Key, err)
+				return
+			}
+			if err := json.Unmarshal(raw, &records[i]); err != nil || records[i].Task == "" {
+				bad[i] = true
 			}
 		}()
 	}
 	wg.Wait()
 	out := records[:0]
+	var unreadable []string
 	for i := range records {
 		if errs[i] != nil {
-			return nil, errs[i]
+			return nil, nil, errs[i]
 		}
-		if records[i].Task != "" {
+		switch {
+		case bad[i]:
+			unreadable = append(unreadable, infos[i].Key)
+		case records[i].Task != "":
 			out = append(out, records[i])
 		}
 	}
-	return out, nil
+	return out, unreadable, nil
 }
 
 // traceIDOf returns the trace id of a W3C traceparent ("00-<trace>-<span>-<flags>").

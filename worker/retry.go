@@ -25,25 +25,63 @@ func (e *waitError) Error() string {
 
 func (e *waitError) Unwrap() error { return e.Err }
 
-// isFailure tells asynq which errors spend a retry. Waits do not.
+// attemptError is a provider attempt that failed and will be retried
+// (TRANSIENT, SAFETY, a bad output): the only errors that count as a
+// task's failures in the queue. How many a task may have is decided from
+// its attempt history in Redis, never from the queue's retry counter.
+type attemptError struct{ Err error }
+
+func (e *attemptError) Error() string { return e.Err.Error() }
+func (e *attemptError) Unwrap() error { return e.Err }
+
+// infraError is a fault of likeness's own infrastructure (Redis, the
+// object store, the queue, a deadline, a dead worker): retried with capped
+// backoff, never counted against the task, for as long as the run's
+// infra_retry_for allows. For is how long such faults have been failing
+// the task.
+type infraError struct {
+	Err error
+	For time.Duration
+}
+
+func (e *infraError) Error() string { return "infrastructure: " + e.Err.Error() }
+func (e *infraError) Unwrap() error { return e.Err }
+
+// isFailure tells asynq which errors spend a retry: only provider
+// attempts. Waits and infrastructure faults do not.
 func isFailure(err error) bool {
-	var we *waitError
-	return !errors.As(err, &we)
+	var ae *attemptError
+	return errors.As(err, &ae)
 }
 
 // retryDelay is asynq's RetryDelayFunc: the exact wait for waitErrors, a
-// short pause for tasks recovered from a dead worker, and exponential
-// backoff with full jitter for everything else. asynq schedules retries with
-// whole-second precision, so waits are rounded up to never come back early.
+// pause growing with the outage (from about a second, capped) for
+// infrastructure faults and tasks recovered from a dead worker, and
+// exponential backoff with full jitter for failed attempts. asynq schedules
+// retries with whole-second precision, so waits are rounded up to never
+// come back early.
 func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var we *waitError
+	var ie *infraError
+	var ae *attemptError
 	switch {
 	case errors.As(err, &we):
 		return ceilSecond(we.Wait)
-	case errors.Is(err, asynq.ErrLeaseExpired):
-		return time.Second
+	case errors.As(err, &ae):
+		return backoff(n, w.cfg.BackoffBase, w.cfg.BackoffCap, rand.Float64)
+	case errors.As(err, &ie):
+		return infraBackoff(ie.For, w.cfg.InfraBackoffCap, rand.Float64)
 	}
-	return backoff(n, w.cfg.BackoffBase, w.cfg.BackoffCap, rand.Float64)
+	return time.Second // a dead worker's task (asynq.ErrLeaseExpired), a finalize
+}
+
+// infraBackoff is the pause before retrying a task infrastructure has been
+// failing for d: a quarter of the outage so far, between one second and
+// limit, with jitter, so a short blip costs a second and a long outage is
+// not hammered.
+func infraBackoff(d, limit time.Duration, random func() float64) time.Duration {
+	base := min(max(d/4, time.Second), limit)
+	return base + time.Duration(random()*float64(base)/4)
 }
 
 // backoff returns a full-jitter exponential delay: uniform in

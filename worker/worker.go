@@ -99,6 +99,13 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 	// ID names this worker in records and logs. Default host:pid.
 	ID string
+	// RefCacheBytes bounds the memory the cache of reference images holds
+	// (least recently used first out). Default 256 MiB.
+	RefCacheBytes int64
+	// InfraBackoffCap is the longest pause between retries of a task that
+	// likeness's own infrastructure failed; the pause grows with the
+	// outage from about a second. Default 15s.
+	InfraBackoffCap time.Duration
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -139,6 +146,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 500 * time.Millisecond
 	}
+	if c.RefCacheBytes <= 0 {
+		c.RefCacheBytes = 256 << 20
+	}
+	if c.InfraBackoffCap <= 0 {
+		c.InfraBackoffCap = 15 * time.Second
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -163,7 +176,7 @@ type Worker struct {
 	log     *slog.Logger
 	servers map[string]*asynq.Server // by queue
 	client  *asynq.Client
-	refs    refCache
+	refs    *refCache
 }
 
 // New builds a Worker; it does not connect until Start.
@@ -172,7 +185,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, refs: refCache{max: 64}, servers: map[string]*asynq.Server{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger, refs: newRefCache(cfg.RefCacheBytes), servers: map[string]*asynq.Server{}}
 	for queue, n := range w.Queues() {
 		w.servers[queue] = asynq.NewServer(cfg.Redis, asynq.Config{
 			Concurrency:              n,
@@ -261,34 +274,4 @@ func (w *Worker) logFailure(ctx context.Context, t *asynq.Task, err error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	w.log.WarnContext(ctx, "task attempt failed", "type", t.Type(), "attempt", retried+1,
 		"class", string(provider.ClassOf(err)), "err", err)
-}
-
-// refCache keeps recently used reference images in memory: every task of a
-// character shares one reference, so a worker fetches it once.
-type refCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[string][]byte
-}
-
-func (c *refCache) get(key string) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b, ok := c.m[key]
-	return b, ok
-}
-
-func (c *refCache) put(key string, b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string][]byte)
-	}
-	if len(c.m) >= c.max {
-		for k := range c.m { // evict an arbitrary entry
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[key] = b
 }

@@ -135,14 +135,19 @@ type bundle struct {
 	t      *testing.T
 	redis  asynq.RedisClientOpt
 	runs   *runstate.Store
-	blobs  *store.Dir
-	gen    *scripted
+	blobs  testStore
 	worker *worker.Worker
 	queue  *asynq.Client
 	tel    *telemetry.Telemetry
 }
 
-func setup(t *testing.T, gen *scripted, blobs *store.Dir) *bundle {
+// testStore is what a bundle needs of its store: *store.Dir and *store.S3.
+type testStore interface {
+	worker.Blobs
+	PutIfAbsent(ctx context.Context, key string, data []byte, contentType string) (bool, error)
+}
+
+func setup(t *testing.T, gen provider.Generator, blobs testStore) *bundle {
 	t.Helper()
 	addr, db := testenv.RedisDB(t)
 	return setupOn(t, addr, db, gen, blobs, options{})
@@ -156,22 +161,27 @@ type options struct {
 	tel         *telemetry.Telemetry
 	webhook     worker.Webhook
 	log         io.Writer // worker logs; default discarded
+	// infraBackoffCap caps the pause between infrastructure retries.
+	infraBackoffCap time.Duration
+	// shutdownTimeout is the worker's; default 5s.
+	shutdownTimeout time.Duration
 }
 
 // setupOn starts a worker on a given Redis database, so several workers can
 // form one fleet.
-func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir, o options) *bundle {
+func setupOn(t *testing.T, addr string, db int, gen provider.Generator, blobs testStore, o options) *bundle {
 	t.Helper()
 	opt := asynq.RedisClientOpt{Addr: addr, DB: db}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
 	t.Cleanup(func() { rdb.Close() })
 	if blobs == nil {
-		var err error
-		if blobs, err = store.NewDir(t.TempDir()); err != nil {
+		dir, err := store.NewDir(t.TempDir())
+		if err != nil {
 			t.Fatal(err)
 		}
+		blobs = dir
 	}
-	b := &bundle{t: t, redis: opt, runs: runstate.New(rdb, runstate.Config{}), blobs: blobs, gen: gen, tel: o.tel}
+	b := &bundle{t: t, redis: opt, runs: runstate.New(rdb, runstate.Config{}), blobs: blobs, tel: o.tel}
 	if o.concurrency == 0 {
 		o.concurrency = 4
 	}
@@ -184,7 +194,8 @@ func setupOn(t *testing.T, addr string, db int, gen *scripted, blobs *store.Dir,
 		Telemetry:   o.tel,
 		Webhook:     o.webhook,
 		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
-		PollInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+		InfraBackoffCap: o.infraBackoffCap,
+		PollInterval: 50 * time.Millisecond, ShutdownTimeout: cmp.Or(o.shutdownTimeout, 5*time.Second),
 		Logger: slog.New(slog.NewTextHandler(cmp.Or[io.Writer](o.log, io.Discard), nil)),
 	})
 	if err != nil {
@@ -226,7 +237,9 @@ func specWith(prompts ...string) string {
 // run submits s and waits until the fan-in has run.
 func (b *bundle) run(s *spec.Spec) (*runstate.Status, []manifest.Record) {
 	b.t.Helper()
-	p, err := scheduler.New(scheduler.Config{Queue: b.queue, Store: b.blobs, Runs: b.runs, Telemetry: b.tel,
+	insp := asynq.NewInspector(b.redis)
+	defer insp.Close()
+	p, err := scheduler.New(scheduler.Config{Queue: b.queue, Tasks: insp, Store: b.blobs, Runs: b.runs, Telemetry: b.tel,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.t.Fatal(err)
@@ -242,12 +255,23 @@ func (b *bundle) run(s *spec.Spec) (*runstate.Status, []manifest.Record) {
 // wait waits until the run is complete and finalized, and reads its manifest.
 func (b *bundle) wait(run string) (*runstate.Status, []manifest.Record) {
 	b.t.Helper()
+	return b.waitFor(run, 60*time.Second)
+}
+
+// waitFor is wait with a deadline. Errors reading the run are retried
+// until it (Redis may be restarting).
+func (b *bundle) waitFor(run string, timeout time.Duration) (*runstate.Status, []manifest.Record) {
+	b.t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		st, err := b.runs.Get(ctx, run)
 		if err != nil {
-			b.t.Fatal(err)
+			if time.Now().After(deadline) {
+				b.t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		if st.Complete() && st.Finalized > 0 {
 			raw, err := b.blobs.Get(ctx, store.ManifestKey(run))

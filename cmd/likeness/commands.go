@@ -58,13 +58,18 @@ func (a *app) workerCmd() *cobra.Command {
 		concurrency int
 		shutdown    time.Duration
 		metricsAddr string
+		sweepEvery  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Consume tasks from the shared queue (start as many as you like)",
 		Long: `worker serves the queues of every provider it has credentials for (the
 simulator always) until SIGINT or SIGTERM. On shutdown it stops taking tasks,
-lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
+lets tasks in flight finish for --shutdown-timeout, and requeues the rest.
+
+Every --sweep-every one worker of the fleet (a Redis lock decides which)
+re-finalizes complete runs whose fan-in was lost, so a run always ends
+even with no scheduler running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
@@ -93,16 +98,39 @@ lets tasks in flight finish for --shutdown-timeout, and requeues the rest.`,
 			if err := w.Start(); err != nil {
 				return infraErr(err)
 			}
+			sweeping := a.startSweeps(cmd.Context(), in, wcfg.ID, sweepEvery)
 			<-cmd.Context().Done()
 			a.log.Info("shutting down: finishing tasks in flight", "timeout", shutdown)
 			w.Shutdown()
+			<-sweeping
 			return nil
 		},
 	}
+	cmd.Flags().DurationVar(&sweepEvery, "sweep-every", 30*time.Second, "how often the fleet looks for complete runs whose fan-in was lost")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once, per provider")
 	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr(a.getenv, "LIKENESS_METRICS_ADDR", ""), "serve Prometheus metrics at http://ADDR/metrics (env LIKENESS_METRICS_ADDR); empty: off")
 	return cmd
+}
+
+// startSweeps runs the fleet's sweep loop (see scheduler.Sweeper) until ctx
+// ends; the returned channel closes when it has stopped.
+func (a *app) startSweeps(ctx context.Context, in *infra, id string, every time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	if every <= 0 {
+		close(done)
+		return done
+	}
+	q := asynq.NewClient(in.redisOpt)
+	insp := asynq.NewInspector(in.redisOpt)
+	sw := &scheduler.Sweeper{Runs: in.runs, Queue: q, Inspector: insp, Lock: in.rdb, ID: id, Logger: a.log}
+	go func() {
+		defer close(done)
+		defer q.Close()
+		defer insp.Close()
+		sw.Loop(ctx, every)
+	}()
+	return done
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -196,6 +224,10 @@ type runStatusJSON struct {
 	Finalized bool    `json:"finalized"`
 	CreatedAt string  `json:"created_at"`
 	ElapsedS  float64 `json:"elapsed_s"`
+	// ReservedUSD is set aside for provider calls in flight.
+	ReservedUSD float64 `json:"reserved_usd"`
+	// WaitingOn says what the run waits for, when something is in its way.
+	WaitingOn string `json:"waiting_on,omitempty"`
 }
 
 func statusJSON(st *runstate.Status) runStatusJSON {
@@ -208,7 +240,8 @@ func statusJSON(st *runstate.Status) runStatusJSON {
 		Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.SkippedBudget + st.SkippedCanceled,
 		Cached: st.Cached, Pending: st.Total - st.Done(), CostUSD: st.CostUSD, BudgetUSD: st.BudgetUSD,
 		Finalized: st.Finalized > 0, CreatedAt: st.CreatedAt.UTC().Format(time.RFC3339),
-		ElapsedS: end.Sub(st.CreatedAt).Seconds(),
+		ElapsedS: end.Sub(st.CreatedAt).Seconds(), ReservedUSD: st.ReservedUSD,
+		WaitingOn: waitingOn(st, 0),
 	}
 }
 
@@ -230,6 +263,9 @@ func printStatus(a *app, st *runstate.Status) {
 		eta = fmt.Sprintf(" · ETA %s", time.Duration(float64(elapsed)/float64(done)*float64(j.Pending)).Round(time.Second))
 	}
 	fmt.Fprintf(tw, "elapsed\t%s%s\n", elapsed, eta)
+	if j.WaitingOn != "" {
+		fmt.Fprintf(tw, "waiting on\t%s\n", j.WaitingOn)
+	}
 	tw.Flush()
 }
 
@@ -424,11 +460,13 @@ func (a *app) estimateCmd() *cobra.Command {
 func (a *app) retryCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "retry RUN",
-		Short: "Run a run's failed tasks again",
-		Long: `retry puts every task of RUN that failed for good back in the queue with a
-fresh attempt history (after a provider outage, or once an account is topped
-up: billing stops are lifted). The run is finalized again when they end.
-Workers must be running to do the work.`,
+		Short: "Run a run's failed and skipped tasks again",
+		Long: `retry puts every task of RUN that failed or was skipped back in the queue
+with fresh retry budgets (after a provider outage, or once an account is
+topped up: billing stops and a cancel are lifted first). Earlier attempts
+stay in each task's history and cost. The run is finalized again when they
+end, and that finalization sends its own webhook. Workers must be running
+to do the work.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
@@ -438,7 +476,9 @@ Workers must be running to do the work.`,
 			defer in.Close()
 			insp := asynq.NewInspector(in.redisOpt)
 			defer insp.Close()
-			n, err := scheduler.Retry(cmd.Context(), insp, in.runs, in.blobs, args[0])
+			q := asynq.NewClient(in.redisOpt)
+			defer q.Close()
+			n, err := scheduler.Retry(cmd.Context(), q, insp, in.runs, in.blobs, args[0])
 			if errors.Is(err, runstate.ErrNotFound) {
 				return inputErr(fmt.Errorf("run %s not found", args[0]))
 			}
@@ -446,7 +486,7 @@ Workers must be running to do the work.`,
 				return infraErr(err)
 			}
 			if n == 0 {
-				fmt.Fprintf(a.stdout, "run %s has no failed tasks to retry\n", args[0])
+				fmt.Fprintf(a.stdout, "run %s has no failed or skipped tasks to retry\n", args[0])
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "%d tasks of run %s back in the queue; follow with: likeness watch %s\n", n, args[0], args[0])

@@ -366,7 +366,7 @@ func TestDistributedEndToEnd(t *testing.T) {
 
 	// The same spec again: same run id, nothing enqueued, nothing paid.
 	code, stdout, stderr = likeness(t, c.env, "submit", specPath)
-	if code != 0 || strings.TrimSpace(stdout) != run || !strings.Contains(stderr, "already submitted") {
+	if code != 0 || strings.TrimSpace(stdout) != run || !strings.Contains(stderr, "was submitted before") {
 		t.Errorf("resubmit: exit %d, run %q (want %q)\n%s", code, stdout, run, stderr)
 	}
 	insp := asynq.NewInspector(c.redis)

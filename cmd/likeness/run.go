@@ -180,7 +180,9 @@ func keyEnv(provider string) string {
 func (a *app) submit(ctx context.Context, in *infra, s *spec.Spec) (*scheduler.Submission, error) {
 	q := asynq.NewClient(in.redisOpt)
 	defer q.Close()
-	p, err := scheduler.New(scheduler.Config{Queue: q, Store: in.blobs, Runs: in.runs, Telemetry: a.tel, Logger: a.log})
+	insp := asynq.NewInspector(in.redisOpt)
+	defer insp.Close()
+	p, err := scheduler.New(scheduler.Config{Queue: q, Tasks: insp, Store: in.blobs, Runs: in.runs, Telemetry: a.tel, Logger: a.log})
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +193,11 @@ func (a *app) submit(ctx context.Context, in *infra, s *spec.Spec) (*scheduler.S
 	if err != nil {
 		return nil, infraErr(err)
 	}
-	if sub.Existing {
-		fmt.Fprintf(a.stderr, "run %s was already submitted; nothing new enqueued\n", sub.RunID)
+	switch {
+	case sub.Existing && sub.Enqueued > 0:
+		fmt.Fprintf(a.stderr, "run %s was submitted before: its succeeded outputs are kept, %d failed or skipped tasks enqueued again\n", sub.RunID, sub.Enqueued)
+	case sub.Existing:
+		fmt.Fprintf(a.stderr, "run %s was submitted before and has no failed or skipped tasks; nothing new enqueued\n", sub.RunID)
 	}
 	return sub, nil
 }

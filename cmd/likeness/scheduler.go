@@ -70,7 +70,7 @@ Any number of schedulers may run: duplicates are refused by task ids. With
 			defer q.Close()
 			insp := asynq.NewInspector(in.redisOpt)
 			defer insp.Close()
-			sw := &scheduler.Sweeper{Runs: in.runs, Queue: q, Inspector: insp, Grace: grace, Logger: a.log}
+			sw := &scheduler.Sweeper{Runs: in.runs, Queue: q, Inspector: insp, Grace: grace, Logger: a.log, Lock: in.rdb, ID: "scheduler"}
 			if once {
 				rep, err := sw.Sweep(ctx)
 				if err != nil {
@@ -94,19 +94,9 @@ Any number of schedulers may run: duplicates are refused by task ids. With
 				defer func() { <-done }() // let a submit in flight finish
 			}
 			a.log.Info("scheduler started", "cron_entries", len(entries), "sweep_every", sweepEvery)
-			t := time.NewTicker(sweepEvery)
-			defer t.Stop()
-			for {
-				if _, err := sw.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
-					a.log.Error("sweep failed; the next one tries again", "err", err)
-				}
-				select {
-				case <-ctx.Done():
-					a.log.Info("scheduler stopped")
-					return nil
-				case <-t.C:
-				}
-			}
+			sw.Loop(ctx, sweepEvery)
+			a.log.Info("scheduler stopped")
+			return nil
 		},
 	}
 	f := cmd.Flags()

@@ -34,8 +34,17 @@ type Attempt struct {
 	// LimitWaitMS is how long the attempt waited for fleet-wide limits
 	// (rate, concurrency, cooldown, circuit) before calling the provider.
 	LimitWaitMS int64 `json:"limit_wait_ms,omitempty"`
-	// CostUSD is what a failed attempt was billed anyway, if anything.
+	// CostUSD is what the provider billed for the attempt: the output's
+	// price when it produced one (kept or rejected by a check), and for a
+	// failure what the provider bills failures, if anything.
 	CostUSD float64 `json:"cost_usd,omitempty"`
+	// Check names the output check a bad_output attempt failed ("blank",
+	// "size", "aspect", ...).
+	Check string `json:"check,omitempty"`
+	// OutputKey is where a successful attempt's output was stored.
+	OutputKey string `json:"output_key,omitempty"`
+	// RevisedPrompt is the prompt the provider reports having used.
+	RevisedPrompt string `json:"revised_prompt,omitempty"`
 }
 
 // Record is one task's outcome: one line of manifest.jsonl.
@@ -49,6 +58,10 @@ type Record struct {
 	ModelRef   string `json:"model_ref"`
 	Provider   string `json:"provider"`
 	Variant    int    `json:"variant"`
+	// Params are the model parameters the task was made with.
+	Params map[string]any `json:"params,omitempty"`
+	// BaseSeed is the task's seed from the spec; retries derive theirs from it.
+	BaseSeed int64 `json:"base_seed,omitempty"`
 	// Seed is the seed of the attempt that produced the output (or the last one tried).
 	Seed   int64  `json:"seed"`
 	Status Status `json:"status"`
@@ -120,4 +133,7 @@ type Summary struct {
 	WallS      float64      `json:"wall_s"`
 	Models     []ModelStats `json:"models"`
 	TraceID    string       `json:"trace_id,omitempty"`
+	// UnreadableRecords are the keys of records the fan-in found but could
+	// not decode: they are left out of the manifest and the counts above.
+	UnreadableRecords []string `json:"unreadable_records,omitempty"`
 }

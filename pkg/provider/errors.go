@@ -28,6 +28,10 @@ const (
 	// BadOutput means the provider answered but the image failed an output
 	// check (blank, wrong size, undecodable); treated like Safety.
 	BadOutput Class = "bad_output"
+	// Infra means likeness's own infrastructure (Redis, the object store,
+	// the queue) kept failing a task for longer than its run allows
+	// (infra_retry_for). No adapter returns it; the worker does.
+	Infra Class = "infra"
 )
 
 // Sentinel errors for the permanent classes; errors.Is matches an *Error of

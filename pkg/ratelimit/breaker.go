@@ -11,18 +11,24 @@ import (
 // The circuit breaker is per limit key and lives in Redis, so one worker's
 // run of transient failures (a provider outage) stops the whole fleet from
 // burning attempts against it. Closed: requests flow; ReportTransient counts
-// consecutive failures. At BreakerThreshold it opens for BreakerOpenFor:
-// Acquire answers CircuitOpen. Then exactly one caller is let through as a
-// probe; its success closes the circuit, its failure opens it again. Rate
-// answers (429) never count: they are the provider working as documented.
+// consecutive failures. At Threshold it opens for OpenFor: Acquire answers
+// CircuitOpen. Then one caller is let through as a probe; its success
+// closes the circuit, its failure opens it again for twice as long, up to
+// MaxOpenFor. A provider back from an outage is found within about a
+// second of a short blip and within MaxOpenFor of a long one. Rate answers
+// (429) never count: they are the provider working as documented.
 
 // BreakerConfig tunes the circuit breaker.
 type BreakerConfig struct {
 	// Threshold is the number of consecutive transient failures that opens
 	// the circuit. Default 8.
 	Threshold int
-	// OpenFor is how long the circuit stays open before a probe. Default 30s.
+	// OpenFor is how long the circuit stays open before the first probe.
+	// Default 1s.
 	OpenFor time.Duration
+	// MaxOpenFor caps the doubling of the open time after each failed
+	// probe. Default 8s.
+	MaxOpenFor time.Duration
 }
 
 func (b BreakerConfig) withDefaults() BreakerConfig {
@@ -30,7 +36,10 @@ func (b BreakerConfig) withDefaults() BreakerConfig {
 		b.Threshold = 8
 	}
 	if b.OpenFor <= 0 {
-		b.OpenFor = 30 * time.Second
+		b.OpenFor = time.Second
+	}
+	if b.MaxOpenFor < b.OpenFor {
+		b.MaxOpenFor = max(8*time.Second, b.OpenFor)
 	}
 	return b
 }
@@ -65,7 +74,15 @@ var breakerFail = redis.NewScript(`
 local fails = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if fails >= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[3]), 'PX', ARGV[4])
+  local trips = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  local open = tonumber(ARGV[3])
+  for i = 2, trips do
+    open = open * 2
+    if open >= tonumber(ARGV[5]) then break end
+  end
+  open = math.min(open, tonumber(ARGV[5]))
+  redis.call('SET', KEYS[2], tonumber(ARGV[1]) + open, 'PX', ARGV[4])
   redis.call('DEL', KEYS[3])
   return 1
 end
@@ -77,8 +94,9 @@ return 0
 func (l *Limiter) ReportTransient(ctx context.Context, key string, b BreakerConfig) (bool, error) {
 	b = b.withDefaults()
 	open, err := breakerFail.Run(ctx, l.rdb,
-		[]string{l.key(key, "cb:fails"), l.key(key, "cb:open"), l.key(key, "cb:probe")},
-		l.cfg.Now().UnixMilli(), b.Threshold, b.OpenFor.Milliseconds(), (10 * time.Minute).Milliseconds()).Int()
+		[]string{l.key(key, "cb:fails"), l.key(key, "cb:open"), l.key(key, "cb:probe"), l.key(key, "cb:trips")},
+		l.cfg.Now().UnixMilli(), b.Threshold, b.OpenFor.Milliseconds(), (10 * time.Minute).Milliseconds(),
+		b.MaxOpenFor.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ratelimit: breaker %s: %w", key, err)
 	}
@@ -87,7 +105,7 @@ func (l *Limiter) ReportTransient(ctx context.Context, key string, b BreakerConf
 
 // ReportSuccess closes key's circuit and resets its failure count.
 func (l *Limiter) ReportSuccess(ctx context.Context, key string) error {
-	if err := l.rdb.Del(ctx, l.key(key, "cb:fails"), l.key(key, "cb:open"), l.key(key, "cb:probe")).Err(); err != nil {
+	if err := l.rdb.Del(ctx, l.key(key, "cb:fails"), l.key(key, "cb:open"), l.key(key, "cb:probe"), l.key(key, "cb:trips")).Err(); err != nil {
 		return fmt.Errorf("ratelimit: breaker %s: %w", key, err)
 	}
 	return nil

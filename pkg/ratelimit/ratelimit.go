@@ -47,7 +47,8 @@ type Config struct {
 	// Prefix namespaces every key. Default "likeness:limit".
 	Prefix string
 	// LeaseTTL is how long a concurrency slot outlives its holder's last
-	// heartbeat; a killed worker's slots come back after it. Default 30s.
+	// heartbeat (it beats every LeaseTTL/3); a killed worker's slots come
+	// back after it. Default 9s, so they are back within 10s.
 	LeaseTTL time.Duration
 	// Margin slows the request rate by this fraction so that network jitter
 	// between a grant and the provider's own count never tips a window over
@@ -74,7 +75,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 		cfg.Prefix = "likeness:limit"
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
+		cfg.LeaseTTL = 9 * time.Second
 	}
 	if cfg.Margin <= 0 {
 		cfg.Margin = 0.01

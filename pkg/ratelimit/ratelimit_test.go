@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/likeness-run/likeness/internal/testenv"
@@ -247,5 +248,53 @@ func TestParseOverrides(t *testing.T) {
 		if _, err := ratelimit.ParseOverrides([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// TestBreakerProbesBackOff: a failed probe opens the circuit again for
+// twice as long, up to MaxOpenFor, and a success starts over from OpenFor.
+func TestBreakerProbesBackOff(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	ctx := context.Background()
+	now := time.UnixMilli(1_700_000_000_000)
+	l := ratelimit.New(client(t, addr, db), ratelimit.Config{Now: func() time.Time { return now }})
+	lim := ratelimit.Limit{Key: "cbb", Breaker: ratelimit.BreakerConfig{Threshold: 2, OpenFor: time.Second, MaxOpenFor: 5 * time.Second}}
+	openFor := func() time.Duration {
+		t.Helper()
+		_, wait, err := l.Acquire(ctx, lim, "w")
+		if err != nil || wait == nil || wait.Reason != ratelimit.CircuitOpen {
+			t.Fatalf("Acquire on an open circuit: %+v, %v", wait, err)
+		}
+		return wait.For
+	}
+	fail := func() {
+		t.Helper()
+		if _, err := l.ReportTransient(ctx, "cbb", lim.Breaker); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail()
+	fail()
+	var got []time.Duration
+	for range 4 {
+		got = append(got, openFor())
+		now = now.Add(got[len(got)-1]) // the circuit half-opens: one probe
+		if _, wait, _ := l.Acquire(ctx, lim, "probe"); wait != nil {
+			t.Fatalf("half-open circuit refused the probe: %+v", wait)
+		}
+		fail() // the probe failed
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("open times after each failed probe (-want +got):\n%s", diff)
+	}
+	if err := l.ReportSuccess(ctx, "cbb"); err != nil {
+		t.Fatal(err)
+	}
+	fail()
+	fail()
+	if d := openFor(); d != time.Second {
+		t.Errorf("after a success the circuit opened for %s; want %s again", d, time.Second)
 	}
 }

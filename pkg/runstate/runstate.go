@@ -14,7 +14,6 @@ package runstate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -53,7 +52,21 @@ type Run struct {
 	TraceParent string
 	// Models are the model refs the run uses, for status displays.
 	Models []string
+	// InfraRetryFor is how long a task of the run keeps being retried
+	// through infrastructure faults (Redis, the object store, dead
+	// workers, deadlines) before it ends failed with class INFRA. Zero
+	// means DefaultInfraRetryFor.
+	InfraRetryFor time.Duration
+	// OutputRetries, MaxAttempts and Tags are the spec's settings every
+	// task of the run carries, kept so a retry can enqueue a task again
+	// from its record alone.
+	OutputRetries, MaxAttempts, Tags int
 }
+
+// DefaultInfraRetryFor is how long infrastructure faults are retried when a
+// run does not say: long enough for an overnight run to ride out an outage
+// of the bucket or Redis and for its operator to wake up.
+const DefaultInfraRetryFor = 6 * time.Hour
 
 // Status is a snapshot of a run.
 type Status struct {
@@ -71,9 +84,22 @@ type Status struct {
 	CostUSD float64
 	// ReservedUSD is cost reserved by tasks in flight.
 	ReservedUSD float64
-	// Finalized counts finalize executions (1 once the fan-in has run).
-	Finalized  int
-	FinishedAt time.Time
+	// Finalized is 1 once the fan-in has run for the run's current
+	// completion, 0 while tasks are open (a retry reopens a finalized run).
+	Finalized int
+	// Finalizations counts fan-ins over the run's life; each one gets its
+	// own webhook delivery.
+	Finalizations int
+	FinishedAt    time.Time
+	// What the run is waiting on, for status displays: its control flags,
+	// provider requests paid and open, tasks infrastructure faults are
+	// failing (and one of their errors), and the fan-in's last
+	// infrastructure error while it retries.
+	Paused, Canceled bool
+	PendingRequests  int
+	InfraFailing     int
+	InfraErr         string
+	FinalizeErr      string
 }
 
 // Done returns the number of tasks in a terminal state.
@@ -113,10 +139,30 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 	return &Store{rdb: rdb, cfg: cfg}
 }
 
-func (s *Store) metaKey(run string) string     { return s.cfg.Prefix + ":run:{" + run + "}" }
-func (s *Store) doneKey(run string) string     { return s.metaKey(run) + ":done" }
+// Keys of one run. They share the hash tag {run}, so every script and
+// pipeline over them stays on one Redis Cluster slot.
+func (s *Store) metaKey(run string) string { return s.cfg.Prefix + ":run:{" + run + "}" }
+
+// statusKey maps each finished task to its terminal status: the one piece
+// of per-task state a finished task keeps (its record holds the rest).
+func (s *Store) statusKey(run string) string   { return s.metaKey(run) + ":status" }
 func (s *Store) reservedKey(run string) string { return s.metaKey(run) + ":reserved" }
 func (s *Store) stoppedKey(run string) string  { return s.metaKey(run) + ":stopped" }
+
+// pendingKey maps a task to the provider request its current attempt has
+// open (a paid prediction a redelivery resumes).
+func (s *Store) pendingKey(run string) string { return s.metaKey(run) + ":pending" }
+
+// settlingKey marks tasks whose terminal record is being written.
+func (s *Store) settlingKey(run string) string { return s.metaKey(run) + ":settling" }
+
+// infraKey holds, per task, when infrastructure faults began failing it
+// ("<task>") and the latest one ("<task>:err").
+func (s *Store) infraKey(run string) string { return s.metaKey(run) + ":infra" }
+
+// baseKey holds, per retried task, how many of its attempts came before
+// the retry (they stay in its history and cost, not in its retry budgets).
+func (s *Store) baseKey(run string) string { return s.metaKey(run) + ":base" }
 func (s *Store) attemptsKey(run, task string) string {
 	return s.metaKey(run) + ":attempts:" + task
 }
@@ -143,6 +189,8 @@ func (s *Store) Create(ctx context.Context, r Run) (bool, error) {
 		"created_ms", r.CreatedAt.UnixMilli(), "traceparent", r.TraceParent,
 		"models", strings.Join(r.Models, ","),
 		"state", string(Running),
+		"infra_retry_ms", cmpOr(r.InfraRetryFor, DefaultInfraRetryFor).Milliseconds(),
+		"output_retries", r.OutputRetries, "max_attempts", r.MaxAttempts, "tags", r.Tags,
 	}
 	n, err := createScript.Run(ctx, s.rdb, []string{s.metaKey(r.ID), s.indexKey()}, args...).Int()
 	if err != nil {
@@ -161,10 +209,14 @@ func (s *Store) MarkEnqueued(ctx context.Context, run string) error {
 
 // Get returns a snapshot of the run.
 func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
-	m, err := s.rdb.HGetAll(ctx, s.metaKey(run)).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	meta := pipe.HGetAll(ctx, s.metaKey(run))
+	pending := pipe.HLen(ctx, s.pendingKey(run))
+	infra := pipe.HGetAll(ctx, s.infraKey(run))
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("runstate: get %s: %w", run, err)
 	}
+	m := meta.Val()
 	if len(m) == 0 {
 		return nil, fmt.Errorf("runstate: %s: %w", run, ErrNotFound)
 	}
@@ -173,9 +225,11 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 	st := &Status{
 		Run: Run{
 			ID: m["id"], Name: m["name"], SpecKey: m["spec_key"], Total: atoi("total"),
-			BudgetUSD:   float64(atoi64("budget_micro")) / 1e6,
-			CreatedAt:   time.UnixMilli(atoi64("created_ms")),
-			TraceParent: m["traceparent"],
+			BudgetUSD:     float64(atoi64("budget_micro")) / 1e6,
+			CreatedAt:     time.UnixMilli(atoi64("created_ms")),
+			TraceParent:   m["traceparent"],
+			InfraRetryFor: cmpOr(time.Duration(atoi64("infra_retry_ms"))*time.Millisecond, DefaultInfraRetryFor),
+			OutputRetries: atoi("output_retries"), MaxAttempts: atoi("max_attempts"), Tags: atoi("tags"),
 		},
 		State:           State(m["state"]),
 		Enqueued:        m["enqueued"] == "1",
@@ -187,63 +241,33 @@ func (s *Store) Get(ctx context.Context, run string) (*Status, error) {
 		CostUSD:         float64(atoi64("cost_micro")) / 1e6,
 		ReservedUSD:     float64(atoi64("reserved_micro")) / 1e6,
 		Finalized:       atoi("finalized"),
+		Finalizations:   atoi("finalizations"),
 	}
 	if m["models"] != "" {
 		st.Models = strings.Split(m["models"], ",")
+	}
+	st.Paused = m["paused"] == "1"
+	st.Canceled = m["canceled"] == "1"
+	st.PendingRequests = int(pending.Val())
+	var latest int64
+	for k, v := range infra.Val() {
+		if strings.HasSuffix(k, ":err") {
+			continue
+		}
+		ms, _ := strconv.ParseInt(v, 10, 64)
+		if k == "finalize" {
+			st.FinalizeErr = infra.Val()[k+":err"]
+			continue
+		}
+		st.InfraFailing++
+		if ms >= latest {
+			latest, st.InfraErr = ms, infra.Val()[k+":err"]
+		}
 	}
 	if ms := atoi64("finished_ms"); ms > 0 {
 		st.FinishedAt = time.UnixMilli(ms)
 	}
 	return st, nil
-}
-
-var completeScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
-local held = redis.call('HGET', KEYS[3], ARGV[1])
-if held then
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
-end
-local added = redis.call('SADD', KEYS[2], ARGV[1])
-if added == 1 then
-  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-  if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'cached', 1) end
-  redis.call('HINCRBY', KEYS[1], 'cost_micro', ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-end
-local done = redis.call('SCARD', KEYS[2])
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-return {added, done, total}
-`)
-
-// Progress is what Complete observed.
-type Progress struct {
-	// Counted is false when the task had already been counted (a redelivery).
-	Counted bool
-	// Done and Total are the run's terminal and total task counts.
-	Done, Total int
-}
-
-// Complete reports whether the run has no task left.
-func (p Progress) Complete() bool { return p.Total > 0 && p.Done >= p.Total }
-
-// Complete counts a task's terminal state exactly once, adds its cost, frees
-// its budget reservation, and returns the run's progress. Calling it again
-// for the same task changes nothing.
-func (s *Store) Complete(ctx context.Context, run, task string, status manifest.Status, cached bool, costUSD float64) (Progress, error) {
-	c := "0"
-	if cached {
-		c = "1"
-	}
-	res, err := completeScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run), s.reservedKey(run)},
-		task, string(status), c, micro(costUSD), s.cfg.TTL.Milliseconds()).Int64Slice()
-	if err != nil {
-		return Progress{}, fmt.Errorf("runstate: complete %s/%s: %w", run, task, err)
-	}
-	if res[0] < 0 {
-		return Progress{}, fmt.Errorf("runstate: complete %s/%s: %w", run, task, ErrNotFound)
-	}
-	return Progress{Counted: res[0] == 1, Done: int(res[1]), Total: int(res[2])}, nil
 }
 
 // Cancel marks the run canceled; workers skip its remaining tasks.
@@ -274,7 +298,8 @@ func (s *Store) Canceled(ctx context.Context, run string) (bool, error) {
 }
 
 // MarkFinalized records a finalize execution and moves the run to its final
-// state. It returns how many times the run has been finalized.
+// state. It returns how many times the run has been finalized over its life
+// (a retried run is finalized again), which numbers its webhook deliveries.
 func (s *Store) MarkFinalized(ctx context.Context, run string) (int, error) {
 	st, err := s.Get(ctx, run)
 	if err != nil {
@@ -285,46 +310,14 @@ func (s *Store) MarkFinalized(ctx context.Context, run string) (int, error) {
 		state = Canceled
 	}
 	pipe := s.rdb.TxPipeline()
-	n := pipe.HIncrBy(ctx, s.metaKey(run), "finalized", 1)
-	pipe.HSet(ctx, s.metaKey(run), "state", string(state), "finished_ms", s.cfg.Now().UnixMilli())
+	n := pipe.HIncrBy(ctx, s.metaKey(run), "finalizations", 1)
+	pipe.HSet(ctx, s.metaKey(run), "finalized", 1, "state", string(state), "finished_ms", s.cfg.Now().UnixMilli())
 	pipe.PExpire(ctx, s.metaKey(run), s.cfg.TTL)
+	pipe.HDel(ctx, s.infraKey(run), "finalize", "finalize:err")
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("runstate: finalize %s: %w", st.ID, err)
 	}
 	return int(n.Val()), nil
-}
-
-// AppendAttempt adds one attempt to a task's history.
-func (s *Store) AppendAttempt(ctx context.Context, run, task string, a manifest.Attempt) error {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("runstate: encode attempt: %w", err)
-	}
-	key := s.attemptsKey(run, task)
-	pipe := s.rdb.Pipeline()
-	pipe.RPush(ctx, key, b)
-	pipe.PExpire(ctx, key, s.cfg.TTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("runstate: append attempt %s/%s: %w", run, task, err)
-	}
-	return nil
-}
-
-// Attempts returns a task's attempt history, oldest first.
-func (s *Store) Attempts(ctx context.Context, run, task string) ([]manifest.Attempt, error) {
-	raw, err := s.rdb.LRange(ctx, s.attemptsKey(run, task), 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("runstate: attempts %s/%s: %w", run, task, err)
-	}
-	out := make([]manifest.Attempt, 0, len(raw))
-	for _, r := range raw {
-		var a manifest.Attempt
-		if err := json.Unmarshal([]byte(r), &a); err != nil {
-			return nil, fmt.Errorf("runstate: decode attempt %s/%s: %w", run, task, err)
-		}
-		out = append(out, a)
-	}
-	return out, nil
 }
 
 // List returns the ids of the most recent runs, newest first.
@@ -334,53 +327,6 @@ func (s *Store) List(ctx context.Context, limit int64) ([]string, error) {
 		return nil, fmt.Errorf("runstate: list: %w", err)
 	}
 	return ids, nil
-}
-
-var reserveScript = redis.NewScript(`
-local budget = tonumber(redis.call('HGET', KEYS[1], 'budget_micro') or '0')
-local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-local want = tonumber(ARGV[2])
-if budget > 0 then
-  local cost = tonumber(redis.call('HGET', KEYS[1], 'cost_micro') or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved_micro') or '0')
-  if cost + reserved - old + want > budget then return 0 end
-end
-redis.call('HSET', KEYS[2], ARGV[1], want)
-redis.call('HINCRBY', KEYS[1], 'reserved_micro', want - old)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
-`)
-
-// Reserve sets aside a task's estimated cost against the run's budget before
-// the provider is called. It returns false, reserving nothing, when the
-// spent and reserved amounts plus this one would pass the budget. A task
-// holds at most one reservation: reserving again replaces it, so a
-// redelivered task does not reserve twice. Runs without a budget always
-// succeed.
-func (s *Store) Reserve(ctx context.Context, run, task string, usd float64) (bool, error) {
-	ok, err := reserveScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.reservedKey(run)},
-		task, micro(usd), s.cfg.TTL.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("runstate: reserve %s/%s: %w", run, task, err)
-	}
-	return ok == 1, nil
-}
-
-var releaseScript = redis.NewScript(`
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
-end
-return 1
-`)
-
-// Release frees a task's reservation after an attempt that cost nothing.
-func (s *Store) Release(ctx context.Context, run, task string) error {
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.reservedKey(run)}, task).Err(); err != nil {
-		return fmt.Errorf("runstate: release %s/%s: %w", run, task, err)
-	}
-	return nil
 }
 
 // StopProvider records that a provider must not be called again for the
@@ -407,30 +353,6 @@ func (s *Store) ProviderStopped(ctx context.Context, run, provider string) (stri
 	return v, true, nil
 }
 
-var reopenScript = redis.NewScript(`
-if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
-  redis.call('HINCRBY', KEYS[1], 'cost_micro', ARGV[3])
-end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[1], 'state', 'running', 'finalized', 0)
-redis.call('HDEL', KEYS[1], 'finished_ms')
-return 1
-`)
-
-// Reopen takes a task's terminal state back so it can run again (`likeness
-// retry`): it leaves the finished set, its counter and cost are undone, its
-// attempt history starts afresh, and the run counts as not finalized until
-// the fan-in runs again.
-func (s *Store) Reopen(ctx context.Context, run, task string, status manifest.Status, costUSD float64) error {
-	err := reopenScript.Run(ctx, s.rdb, []string{s.metaKey(run), s.doneKey(run), s.attemptsKey(run, task)},
-		task, string(status), -micro(costUSD)).Err()
-	if err != nil {
-		return fmt.Errorf("runstate: reopen %s/%s: %w", run, task, err)
-	}
-	return nil
-}
-
 // ResumeProviders forgets the run's billing stops, for a retry after the
 // account was topped up.
 func (s *Store) ResumeProviders(ctx context.Context, run string) error {
@@ -438,4 +360,11 @@ func (s *Store) ResumeProviders(ctx context.Context, run string) error {
 		return fmt.Errorf("runstate: resume providers %s: %w", run, err)
 	}
 	return nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

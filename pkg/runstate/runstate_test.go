@@ -146,8 +146,8 @@ func TestCancelFinalizeAttempts(t *testing.T) {
 	}
 	a1 := manifest.Attempt{N: 1, Seed: 7, Class: "transient", Error: "503", StartedAt: time.UnixMilli(5).UTC()}
 	a2 := manifest.Attempt{N: 2, Seed: 7, StartedAt: time.UnixMilli(9).UTC()}
-	for _, a := range []manifest.Attempt{a1, a2} {
-		if err := s.AppendAttempt(ctx, "r", "t", a); err != nil {
+	for _, a := range []manifest.Attempt{a1, a2, a2} {
+		if _, err := s.RecordAttempt(ctx, "r", "t", a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +185,7 @@ func TestFreeTaskReservation(t *testing.T) {
 	if _, err := s.Complete(ctx, "free", "t", manifest.Succeeded, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Reopen(ctx, "free", "t", manifest.Succeeded, 0); err != nil {
-		t.Fatal(err)
+	if ok, err := s.Reopen(ctx, "free", "t", nil); err != nil || !ok {
+		t.Fatalf("Reopen = %v, %v", ok, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -94,7 +95,8 @@ func TestLoadFileErrors(t *testing.T) {
 			`testdata/bad-numbers.yaml:14: budget_usd: must be greater than 0 (leave it out for no budget), got 0`,
 			`testdata/bad-numbers.yaml:15: output_retries: must be between 0 and 10, got 11`,
 			`testdata/bad-numbers.yaml:16: max_attempts: must be a whole number, got the number 2.5`,
-			`testdata/bad-numbers.yaml:18: tags.number_of_tags: must be between 0 and 20, got 21`,
+			`testdata/bad-numbers.yaml:17: infra_retry_for: must be between 1m0s and 168h0m0s, got 10s`,
+			`testdata/bad-numbers.yaml:19: tags.number_of_tags: must be between 0 and 20, got 21`,
 		}},
 		{file: "bad-prompts.yaml", want: []string{
 			`testdata/bad-prompts.yaml:8: prompts[0].text: must not be empty`,
@@ -115,7 +117,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{file: "unknown-fields.yaml", want: []string{
 			`testdata/unknown-fields.yaml:1: version: unsupported version 2; this likeness reads version 1`,
 			`testdata/unknown-fields.yaml:1: name: required`,
-			`testdata/unknown-fields.yaml:2: variant: unknown field (allowed: version, name, characters, prompts, models, variants, seed, budget_usd, output_retries, max_attempts, tags)`,
+			`testdata/unknown-fields.yaml:2: variant: unknown field (allowed: version, name, characters, prompts, models, variants, seed, budget_usd, output_retries, max_attempts, infra_retry_for, tags)`,
 			`testdata/unknown-fields.yaml:4: characters[0].reference: required`,
 			`testdata/unknown-fields.yaml:5: characters[0].refrence: unknown field (allowed: id, reference)`,
 			`testdata/unknown-fields.yaml:9: prompts[0].negative: unknown field (allowed: id, text, image, mask)`,
@@ -190,7 +192,7 @@ func TestLoadFileGood(t *testing.T) {
 			{ID: "ideogram", Ref: "sim:ideogram", Provider: "sim", Params: map[string]any{}},
 		},
 		Variants: 3, Seed: 42, BudgetUSD: 2.5, OutputRetries: 1, MaxAttempts: 4,
-		Tags: Tags{NumberOfTags: 5},
+		InfraRetryFor: DefaultInfraRetryFor, Tags: Tags{NumberOfTags: 5},
 	}
 	if diff := cmp.Diff(want, s, cmpopts.IgnoreFields(Model{}, "Info"), cmpopts.IgnoreFields(Reference{}, "SHA256")); diff != "" {
 		t.Errorf("LoadFile (-want +got):\n%s", diff)
@@ -212,8 +214,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{s.Variants, s.Seed, s.BudgetUSD, s.OutputRetries, s.MaxAttempts, s.Tags.NumberOfTags}
-	want := []any{1, int64(0), 0.0, 2, 5, 0}
+	got := []any{s.Variants, s.Seed, s.BudgetUSD, s.OutputRetries, s.MaxAttempts, s.InfraRetryFor, s.Tags.NumberOfTags}
+	want := []any{1, int64(0), 0.0, 2, 5, 6 * time.Hour, 0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (variants, seed, budget, output_retries, max_attempts, tags) (-want +got):\n%s", diff)
 	}

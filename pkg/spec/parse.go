@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -33,7 +34,7 @@ const (
 const maxDepth = 16
 
 var (
-	topFields       = []string{"version", "name", "characters", "prompts", "models", "variants", "seed", "budget_usd", "output_retries", "max_attempts", "tags"}
+	topFields       = []string{"version", "name", "characters", "prompts", "models", "variants", "seed", "budget_usd", "output_retries", "max_attempts", "infra_retry_for", "tags"}
 	characterFields = []string{"id", "reference"}
 	promptFields    = []string{"id", "text", "image", "mask"}
 	modelFields     = []string{"id", "model", "params"}
@@ -72,6 +73,7 @@ func parse(file string, data []byte, refs fs.FS, dir string, models Models) (*Sp
 	s := &Spec{
 		File: file, Raw: data,
 		Variants: DefaultVariants, OutputRetries: DefaultOutputRetries, MaxAttempts: DefaultMaxAttempts,
+		InfraRetryFor: DefaultInfraRetryFor,
 	}
 	if root := p.document(data); root != nil {
 		p.spec(root, s)
@@ -170,6 +172,19 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 	if e, ok := top["max_attempts"]; ok && !isNull(e.val) {
 		if v, ok := p.integer(e.val, "max_attempts", 1, MaxMaxAttempts); ok {
 			s.MaxAttempts = int(v)
+		}
+	}
+	if e, ok := top["infra_retry_for"]; ok && !isNull(e.val) {
+		if v, ok := p.str(e.val, "infra_retry_for"); ok {
+			d, err := time.ParseDuration(v)
+			switch {
+			case err != nil:
+				p.errorf(deref(e.val).Line, "infra_retry_for", "must be a duration such as \"6h\" or \"90m\", got %q", v)
+			case d < MinInfraRetryFor || d > MaxInfraRetryFor:
+				p.errorf(deref(e.val).Line, "infra_retry_for", "must be between %s and %s, got %s", MinInfraRetryFor, MaxInfraRetryFor, v)
+			default:
+				s.InfraRetryFor = d
+			}
 		}
 	}
 	if e, ok := top["tags"]; ok && !isNull(e.val) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"time"
 
 	"github.com/likeness-run/likeness/pkg/provider"
 )
@@ -27,6 +28,13 @@ const (
 	DefaultMaxAttempts   = 5
 	MaxMaxAttempts       = 25
 	MaxTags              = 20
+	// DefaultInfraRetryFor is how long a task rides out faults of
+	// likeness's own infrastructure (Redis, the bucket, dead workers)
+	// before it ends failed with class INFRA; Min and Max bound the spec's
+	// infra_retry_for.
+	DefaultInfraRetryFor = 6 * time.Hour
+	MinInfraRetryFor     = time.Minute
+	MaxInfraRetryFor     = 7 * 24 * time.Hour
 	MaxPromptLen         = 4000     // characters, after trimming
 	MaxReferenceSize     = 20 << 20 // bytes
 )
@@ -70,6 +78,11 @@ type Spec struct {
 	// MaxAttempts is the attempts per task for transient failures; default
 	// DefaultMaxAttempts.
 	MaxAttempts int
+	// InfraRetryFor is how long infrastructure faults are retried, by the
+	// wall clock, before a task ends failed (class INFRA); default
+	// DefaultInfraRetryFor. It does not change outputs, so it is not part
+	// of the run id.
+	InfraRetryFor time.Duration
 	// Tags configures topic tags for prompts; the zero value is off.
 	Tags Tags
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -73,6 +74,27 @@ type Generate struct {
 // QueueID is the asynq task id: unique per run and task, so enqueueing the
 // same expansion twice is rejected by the queue instead of duplicated.
 func (g Generate) QueueID() string { return "gen:" + g.RunID + ":" + g.TaskID }
+
+// GenerateMaxRetry is the queue's retry limit for a generation task. It is
+// never the one that ends a task: the worker decides from the task's
+// attempt history (max_attempts, output_retries) and ends it with a record,
+// and infrastructure faults do not count as failures at all. It only has
+// to stay out of the way.
+const GenerateMaxRetry = 10000
+
+// NewGenerate returns the queue task for g, with headers (trace context),
+// and the options every enqueuer uses: one per run and task (TaskID), on
+// its provider's queue, each attempt bounded by timeout.
+func NewGenerate(g Generate, headers map[string]string, timeout time.Duration) (*asynq.Task, []asynq.Option, error) {
+	b, err := json.Marshal(g)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode task %s: %w", g.TaskID, err)
+	}
+	prov, _, _ := strings.Cut(g.ModelRef, ":")
+	return asynq.NewTaskWithHeaders(TypeGenerate, b, headers), []asynq.Option{
+		asynq.TaskID(g.QueueID()), asynq.Queue(QueueFor(prov)),
+		asynq.MaxRetry(GenerateMaxRetry), asynq.Timeout(timeout)}, nil
+}
 
 // Finalize is the payload of a TypeFinalize task.
 type Finalize struct {

@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/likeness-run/likeness/pkg/imagecheck"
+	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/store"
+	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/pkg/telemetry"
+)
+
+// The end of a task: its record is written, then its terminal status is
+// counted once. The order is what makes a crash anywhere harmless: a
+// delivery marks the task settling, writes the record, and counts it; a
+// later delivery that finds the mark without a count reads the record and
+// counts it.
+
+func (w *Worker) baseRecord(p task.Generate, ck string) *manifest.Record {
+	provName, _, _ := strings.Cut(p.ModelRef, ":")
+	return &manifest.Record{
+		Run: p.RunID, Task: p.TaskID, Character: p.Character, Prompt: p.Prompt, PromptText: p.PromptText,
+		Model: p.Model, ModelRef: p.ModelRef, Provider: provName, Variant: p.Variant, Params: p.Params,
+		BaseSeed: p.Seed, Seed: p.Seed,
+		ReferenceKey: p.RefKey, EditImageKey: p.EditImageKey, EditMaskKey: p.EditMaskKey, ContentKey: ck, Worker: w.cfg.ID,
+	}
+}
+
+// succeed writes the record of a paid, checked and stored output.
+func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, a manifest.Attempt,
+	data []byte, out *imagecheck.Output, latency time.Duration) error {
+	rec := w.baseRecord(p, ck)
+	sum := sha256.Sum256(data)
+	rec.Status = manifest.Succeeded
+	rec.Seed = a.Seed
+	rec.OutputKey = a.OutputKey
+	rec.SHA256 = hex.EncodeToString(sum[:])
+	rec.Width, rec.Height = out.Width, out.Height
+	rec.ContentType = contentType(data)
+	rec.Bytes = int64(len(data))
+	rec.ProviderRequestID = a.RequestID
+	rec.RevisedPrompt = a.RevisedPrompt
+	rec.ProviderLatencyMS = latency.Milliseconds()
+	if p.Tags > 0 {
+		rec.Tags, rec.TagsError = w.tags(ctx, p, rec)
+	}
+	fillTimes(rec, p, history, w.cfg.Now())
+	if err := w.putJSON(ctx, store.CacheKey(ck), cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256,
+		Width: rec.Width, Height: rec.Height, ContentType: rec.ContentType, Bytes: rec.Bytes,
+		Seed: rec.Seed, RequestID: rec.ProviderRequestID, RevisedPrompt: rec.RevisedPrompt}); err != nil {
+		return err
+	}
+	return w.settle(ctx, rec)
+}
+
+// recordStored finishes a task whose output an earlier delivery paid for,
+// stored and recorded as its last attempt, but whose record it did not
+// write: the stored output is read back; no provider is called.
+func (w *Worker) recordStored(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, a manifest.Attempt) error {
+	data, err := w.cfg.Store.Get(ctx, a.OutputKey)
+	if err != nil {
+		return fmt.Errorf("read stored output %s: %w", a.OutputKey, err)
+	}
+	out, err := imagecheck.Decode(data)
+	if err != nil {
+		return fmt.Errorf("stored output %s: %w", a.OutputKey, err)
+	}
+	return w.succeed(ctx, p, ck, history, a, data, out, time.Duration(a.DurationMS)*time.Millisecond)
+}
+
+// fail records a terminal failure. The task leaves the queue: its record
+// and count are the truth, and `likeness retry` finds it there.
+func (w *Worker) fail(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, class provider.Class, msg string) error {
+	rec := w.baseRecord(p, ck)
+	rec.Status = manifest.Failed
+	rec.ErrorClass = string(class)
+	rec.Error = msg
+	if last := lastAttempt(history); last != nil {
+		rec.Seed = last.Seed
+		rec.ProviderRequestID = last.RequestID
+	}
+	fillTimes(rec, p, history, w.cfg.Now())
+	w.log.WarnContext(ctx, "task failed", "run_id", p.RunID, "task_id", p.TaskID, "class", string(class), "err", msg)
+	return w.settle(ctx, rec)
+}
+
+// fillTimes sets a record's attempts, cost and times from its history. The
+// cost is everything the provider billed for the task's attempts.
+func fillTimes(rec *manifest.Record, p task.Generate, history []manifest.Attempt, now time.Time) {
+	rec.Attempts = len(history)
+	rec.AttemptLog = history
+	rec.CostUSD = 0
+	for _, a := range history {
+		rec.CostUSD += a.CostUSD
+	}
+	rec.FinishedAt = now
+	rec.StartedAt = now
+	if len(history) > 0 {
+		rec.StartedAt = history[0].StartedAt
+	}
+	if !p.EnqueuedAt.IsZero() && rec.StartedAt.After(p.EnqueuedAt) {
+		rec.QueueWaitMS = rec.StartedAt.Sub(p.EnqueuedAt).Milliseconds()
+	}
+}
+
+// settle writes the task's record and counts its terminal state.
+func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
+	if rec.TraceID == "" {
+		rec.TraceID = telemetry.TraceID(ctx)
+	}
+	if err := w.cfg.Runs.MarkSettling(ctx, rec.Run, rec.Task); err != nil {
+		return err
+	}
+	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
+		return err
+	}
+	return w.finish(ctx, rec)
+}
+
+// finish counts a recorded terminal state exactly once and, when it was the
+// run's last task, enqueues the run's single finalize task.
+func (w *Worker) finish(ctx context.Context, rec *manifest.Record) error {
+	prog, err := w.cfg.Runs.Complete(ctx, rec.Run, rec.Task, rec.Status, rec.Cached, 0)
+	if err != nil {
+		return err
+	}
+	if prog.Counted {
+		m := w.cfg.Telemetry.Metrics()
+		m.TaskDone(ctx, rec.Provider, rec.ModelRef, string(rec.Status), rec.ErrorClass)
+		if rec.CostUSD > 0 {
+			m.Cost(ctx, rec.Provider, rec.ModelRef, rec.CostUSD)
+		}
+	}
+	if prog.Complete() {
+		return w.enqueueFinalize(ctx, rec.Run)
+	}
+	return nil
+}
+
+func (w *Worker) enqueueFinalize(ctx context.Context, run string) error {
+	t, opts := task.NewFinalize(run, telemetry.RunHeaders(ctx))
+	_, err := w.client.EnqueueContext(ctx, t, opts...)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue finalize %s: %w", run, err)
+	}
+	return nil
+}
+
+// cacheEntry is stored at cache/<content key>.json after a success.
+type cacheEntry struct {
+	OutputKey     string `json:"output_key"`
+	SHA256        string `json:"sha256"`
+	Width         int    `json:"width"`
+	Height        int    `json:"height"`
+	ContentType   string `json:"content_type"`
+	Bytes         int64  `json:"bytes"`
+	Seed          int64  `json:"seed"`
+	RequestID     string `json:"provider_request_id"`
+	RevisedPrompt string `json:"revised_prompt,omitempty"`
+}
+
+// fromCache reuses an output an earlier run stored for the identical
+// request: the image is copied into this run's layout, no provider is called
+// and nothing is spent.
+func (w *Worker) fromCache(ctx context.Context, p task.Generate, ck string) (*manifest.Record, bool, error) {
+	raw, err := w.cfg.Store.Get(ctx, store.CacheKey(ck))
+	if isNotExist(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read cache: %w", err)
+	}
+	var ce cacheEntry
+	if err := json.Unmarshal(raw, &ce); err != nil {
+		return nil, false, nil // a damaged index entry only costs a provider call
+	}
+	data, err := w.cfg.Store.Get(ctx, ce.OutputKey)
+	if isNotExist(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read cached output: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != ce.SHA256 {
+		return nil, false, nil
+	}
+	rec := w.baseRecord(p, ck)
+	rec.Status = manifest.Succeeded
+	rec.Cached = true
+	rec.Seed = ce.Seed
+	rec.OutputKey = store.OutputKey(p.RunID, p.Character, p.Model, p.Prompt, p.Variant, extension(data))
+	rec.SHA256, rec.Width, rec.Height, rec.ContentType, rec.Bytes = ce.SHA256, ce.Width, ce.Height, ce.ContentType, ce.Bytes
+	rec.ProviderRequestID, rec.RevisedPrompt = ce.RequestID, ce.RevisedPrompt
+	fillTimes(rec, p, nil, w.cfg.Now())
+	if rec.OutputKey != ce.OutputKey {
+		if err := w.cfg.Store.Put(ctx, rec.OutputKey, data, ce.ContentType); err != nil {
+			return nil, false, fmt.Errorf("copy cached output: %w", err)
+		}
+	}
+	return rec, true, nil
+}
+
+func (w *Worker) readRecord(ctx context.Context, run, taskID string) (*manifest.Record, error) {
+	raw, err := w.cfg.Store.Get(ctx, store.RecordKey(run, taskID))
+	if err != nil {
+		return nil, err
+	}
+	var rec manifest.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("decode record %s/%s: %w", run, taskID, err)
+	}
+	return &rec, nil
+}
+
+func (w *Worker) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if err := w.cfg.Store.Put(ctx, key, b, "application/json"); err != nil {
+		return fmt.Errorf("store %s: %w", key, err)
+	}
+	return nil
+}
+
+func isNotExist(err error) bool { return errors.Is(err, store.ErrNotExist) }
+
+func jsonUnmarshal(raw []byte, v any) error { return json.NewDecoder(bytes.NewReader(raw)).Decode(v) }
+
+// extension names an output by its sniffed content, not by what the
+// provider claimed.
+func extension(data []byte) string {
+	switch contentType(data) {
+	case "image/jpeg":
+		return "jpg"
+	case "image/webp":
+		return "webp"
+	case "image/gif":
+		return "gif"
+	default:
+		return "png"
+	}
+}
+
+func contentType(data []byte) string { return http.DetectContentType(data) }
+
+// tags runs the topic-tags model on the prompt the provider actually used
+// (its rewrite when it reports one). Tagging is an extra for dataset runs:
+// its failure is recorded, never fails the image.
+func (w *Worker) tags(ctx context.Context, p task.Generate, rec *manifest.Record) ([]string, string) {
+	if w.cfg.Tagger == nil {
+		return nil, "no tagger: this worker has no REPLICATE_API_TOKEN"
+	}
+	text := rec.PromptText
+	if rec.RevisedPrompt != "" {
+		text = rec.RevisedPrompt
+	}
+	tags, err := w.cfg.Tagger.Tags(ctx, text, p.Tags)
+	if err != nil {
+		w.log.WarnContext(ctx, "topic tags failed", "run_id", p.RunID, "task_id", p.TaskID, "err", err)
+		return nil, err.Error()
+	}
+	return tags, ""
+}
