@@ -91,11 +91,12 @@ type Config struct {
 	// S3 is the object store (LIKENESS_S3_*).
 	S3 S3Config
 	// Workers overrides the scenario's number of worker processes (limits
-	// and makespan: 4). Overhead always runs one in-process worker.
+	// and makespan: 4, chaos: 3). Overhead always runs one in-process
+	// worker.
 	Workers int
 	// Tasks overrides the scenario's number of tasks (limits 1,200,
-	// makespan 2,000, overhead 20,000). It is rounded to what the spec's
-	// fan-out can express.
+	// makespan 2,000, overhead 20,000, chaos 1,000). It is rounded up to
+	// what the spec's fan-out can express.
 	Tasks int
 	// Env is the environment the subprocesses start from; provider keys
 	// and LIKENESS_* variables are removed from it and the scenario's own
