@@ -29,7 +29,14 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	err := w.finalize(ctx, p)
+	release, ok, err := w.claim(ctx, p.RunID, finalizeSlot)
+	if err == nil && !ok {
+		return &waitError{Wait: claimedWait, Err: errClaimed}
+	}
+	if err == nil {
+		defer release()
+		err = w.finalize(ctx, p)
+	}
 	if err == nil || errors.Is(err, asynq.SkipRetry) {
 		return err
 	}
@@ -64,6 +71,11 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	}
 	if err != nil {
 		return err
+	}
+	if st.Complete() && st.Finalized > 0 {
+		// A second delivery of this completion's fan-in (a rescued copy,
+		// or the original recovered late): it is written and announced.
+		return nil
 	}
 	records, unreadable, err := w.loadRecords(ctx, p.RunID)
 	if err != nil {

@@ -37,6 +37,14 @@ func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
 	trace.SpanFromContext(ctx).SetAttributes(telemetry.RunID(p.RunID), telemetry.TaskID(p.TaskID),
 		telemetry.Model(p.ModelRef), telemetry.Provider(provName))
 	log := w.log.With("run_id", p.RunID, "task_id", p.TaskID, "model", p.Model)
+	release, ok, err := w.claim(ctx, p.RunID, p.TaskID)
+	if err != nil {
+		return w.steer(ctx, log, p, err)
+	}
+	if !ok {
+		return &waitError{Wait: claimedWait, Err: errClaimed}
+	}
+	defer release()
 	return w.steer(ctx, log, p, w.generate(ctx, log, p, provName))
 }
 

@@ -6,11 +6,11 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -226,7 +226,7 @@ func TestOutagesLoseNothingAndSpendNoAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // tasks are at the provider
-	link.down.Store(true)               // the bucket goes away
+	link.down.Store(true)              // the bucket goes away
 	time.Sleep(2 * time.Second)
 	link.down.Store(false)
 	time.Sleep(300 * time.Millisecond)

@@ -24,8 +24,10 @@ func (w *Worker) reference(ctx context.Context, key string) (provider.Image, err
 		w.refs.put(key, data)
 	}
 	img := provider.Image{Data: data, ContentType: http.DetectContentType(data)}
-	// Hosted providers fetch large references by URL; a local directory has
-	// no URL they could reach.
+	// Hosted providers may fetch large references by URL, but only from a
+	// bucket the operator made public (LIKENESS_S3_PUBLIC_ENDPOINT): a
+	// private bucket answers store.ErrNoPublicURL, a local directory a
+	// file:// URL, and adapters send the bytes instead.
 	if u, err := w.cfg.Store.URL(ctx, key, 2*time.Hour); err == nil && strings.HasPrefix(u, "http") {
 		img.URL = u
 	}

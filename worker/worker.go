@@ -20,6 +20,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -106,6 +107,19 @@ type Config struct {
 	// likeness's own infrastructure failed; the pause grows with the
 	// outage from about a second. Default 15s.
 	InfraBackoffCap time.Duration
+	// ClaimTTL is how long a delivery's claim on its task outlives the
+	// delivery's last heartbeat (one every ClaimTTL/3). Default 8s.
+	ClaimTTL time.Duration
+	// RescueEvery is how often the fleet (one worker per period) looks for
+	// active tasks no delivery claims: tasks a killed worker left behind.
+	// Default 2s.
+	RescueEvery time.Duration
+	// RescueAfter is how long a task must stay active and unclaimed before
+	// it is enqueued again. Default 4s: a live delivery claims its task
+	// within milliseconds of taking it and renews the claim every
+	// ClaimTTL/3, so a killed worker's tasks are back within about
+	// ClaimTTL+RescueAfter+RescueEvery (14 s).
+	RescueAfter time.Duration
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -152,6 +166,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.InfraBackoffCap <= 0 {
 		c.InfraBackoffCap = 15 * time.Second
 	}
+	if c.ClaimTTL <= 0 {
+		c.ClaimTTL = 8 * time.Second
+	}
+	if c.RescueEvery <= 0 {
+		c.RescueEvery = 2 * time.Second
+	}
+	if c.RescueAfter <= 0 {
+		c.RescueAfter = 4 * time.Second
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -177,6 +200,11 @@ type Worker struct {
 	servers map[string]*asynq.Server // by queue
 	client  *asynq.Client
 	refs    *refCache
+	// deliveries numbers this worker's deliveries, for claim holders.
+	deliveries atomic.Int64
+	// stopRescue ends the rescue loop; rescued closes when it has.
+	stopRescue context.CancelFunc
+	rescued    chan struct{}
 }
 
 // New builds a Worker; it does not connect until Start.
@@ -252,6 +280,9 @@ func (w *Worker) Start() error {
 			return fmt.Errorf("worker: start %s: %w", queue, err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopRescue, w.rescued = cancel, make(chan struct{})
+	go func() { defer close(w.rescued); w.rescueLoop(ctx) }()
 	w.log.Info("worker started", "worker", w.cfg.ID, "providers", w.Providers(), "queues", w.Queues())
 	return nil
 }
@@ -259,6 +290,10 @@ func (w *Worker) Start() error {
 // Shutdown stops fetching new tasks, waits up to ShutdownTimeout for tasks
 // in flight, and requeues the rest. Nothing is lost.
 func (w *Worker) Shutdown() {
+	if w.stopRescue != nil {
+		w.stopRescue()
+		<-w.rescued
+	}
 	var wg sync.WaitGroup
 	for _, srv := range w.servers {
 		wg.Add(1)

@@ -195,7 +195,7 @@ func setupOn(t *testing.T, addr string, db int, gen provider.Generator, blobs te
 		Webhook:     o.webhook,
 		Concurrency: o.concurrency, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond,
 		InfraBackoffCap: o.infraBackoffCap,
-		PollInterval: 50 * time.Millisecond, ShutdownTimeout: cmp.Or(o.shutdownTimeout, 5*time.Second),
+		PollInterval:    50 * time.Millisecond, ShutdownTimeout: cmp.Or(o.shutdownTimeout, 5*time.Second),
 		Logger: slog.New(slog.NewTextHandler(cmp.Or[io.Writer](o.log, io.Discard), nil)),
 	})
 	if err != nil {

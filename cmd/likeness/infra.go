@@ -143,6 +143,9 @@ func (a *app) openStore(ctx context.Context, outDir string) (blobStore, error) {
 		Endpoint: endpoint, AccessKey: a.getenv("LIKENESS_S3_ACCESS_KEY"),
 		SecretKey: a.getenv("LIKENESS_S3_SECRET_KEY"), Bucket: a.getenv("LIKENESS_S3_BUCKET"),
 		Secure: secure, Region: a.getenv("LIKENESS_S3_REGION"),
+		// Only where the operator says hosted providers can reach the
+		// bucket do references travel as presigned URLs; else as bytes.
+		PublicEndpoint: a.getenv("LIKENESS_S3_PUBLIC_ENDPOINT"),
 	})
 	if err != nil {
 		return nil, inputErr(err)

@@ -112,6 +112,14 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
+// GoneError returns the error an adapter gives for a resumed request
+// (Request.Resume) the provider no longer has: it matches ErrGone, and is
+// Transient so that ClassOf still steers a caller that does not check for
+// ErrGone towards a retry.
+func GoneError(prov, requestID, message string) *Error {
+	return &Error{Class: Transient, Provider: prov, Code: "gone", RequestID: requestID, Message: message, Err: ErrGone}
+}
+
 // ClassOf classifies any error from an adapter. Errors that are not *Error
 // (network failures, context cancellation during shutdown) are Transient, so
 // the task is requeued rather than failed.

@@ -463,3 +463,105 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// claimKey holds the delivery working on a task right now.
+func (s *Store) claimKey(run, task string) string { return s.metaKey(run) + ":claim:" + task }
+
+// Claim makes holder the one delivery working on a task, for ttl; it
+// returns false when another live delivery holds it. A delivery keeps its
+// claim with KeepClaim while it works and drops it with ReleaseClaim; a
+// dead worker's claim lapses after ttl, which is how the fleet tells a task
+// stranded in the queue by a killed worker (see the worker's rescue) from
+// one being worked.
+func (s *Store) Claim(ctx context.Context, run, task, holder string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.claimKey(run, task), holder, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("runstate: claim %s/%s: %w", run, task, err)
+	}
+	return ok, nil
+}
+
+var keepClaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// KeepClaim extends holder's claim on a task by ttl; false if it lapsed.
+func (s *Store) KeepClaim(ctx context.Context, run, task, holder string, ttl time.Duration) (bool, error) {
+	n, err := keepClaimScript.Run(ctx, s.rdb, []string{s.claimKey(run, task)}, holder, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("runstate: keep claim %s/%s: %w", run, task, err)
+	}
+	return n == 1, nil
+}
+
+var releaseClaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// ReleaseClaim drops holder's claim on a task.
+func (s *Store) ReleaseClaim(ctx context.Context, run, task, holder string) error {
+	if err := releaseClaimScript.Run(ctx, s.rdb, []string{s.claimKey(run, task)}, holder).Err(); err != nil {
+		return fmt.Errorf("runstate: release claim %s/%s: %w", run, task, err)
+	}
+	return nil
+}
+
+// Claimed reports whether a live delivery holds the task.
+func (s *Store) Claimed(ctx context.Context, run, task string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.claimKey(run, task)).Result()
+	if err != nil {
+		return false, fmt.Errorf("runstate: claimed %s/%s: %w", run, task, err)
+	}
+	return n == 1, nil
+}
+
+// TryLock takes a fleet-wide lock named name for ttl, unless another holder
+// has it: one process of the fleet does a periodic job per period.
+func (s *Store) TryLock(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.cfg.Prefix+":lock:"+name, holder, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("runstate: lock %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// MarkOnce records key for ttl and reports whether it was new: an
+// idempotency guard for fleet-wide actions (one rescue per stranded task).
+func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.cfg.Prefix+":once:"+key, 1, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("runstate: mark %s: %w", key, err)
+	}
+	return ok, nil
+}
+
+// suspectsKey maps queue task ids seen working without a claim to when
+// they were first seen so.
+func (s *Store) suspectsKey() string { return s.cfg.Prefix + ":rescue:suspects" }
+
+// Suspect records that a queue task was seen active with no delivery
+// claiming it, and returns when it was first seen so.
+func (s *Store) Suspect(ctx context.Context, id string) (time.Time, error) {
+	pipe := s.rdb.TxPipeline()
+	pipe.HSetNX(ctx, s.suspectsKey(), id, s.cfg.Now().UnixMilli())
+	first := pipe.HGet(ctx, s.suspectsKey(), id)
+	pipe.PExpire(ctx, s.suspectsKey(), time.Hour)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return time.Time{}, fmt.Errorf("runstate: suspect %s: %w", id, err)
+	}
+	ms, _ := strconv.ParseInt(first.Val(), 10, 64)
+	return time.UnixMilli(ms), nil
+}
+
+// Unsuspect forgets queue task ids that were seen claimed, or rescued.
+func (s *Store) Unsuspect(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := s.rdb.HDel(ctx, s.suspectsKey(), ids...).Err(); err != nil {
+		return fmt.Errorf("runstate: unsuspect: %w", err)
+	}
+	return nil
+}

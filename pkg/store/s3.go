@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -42,6 +43,40 @@ type S3Config struct {
 	// Transport carries the HTTP requests, for tests, proxies and tracing.
 	// Default nil: minio-go's default transport.
 	Transport http.RoundTripper
+	// PublicEndpoint is where the bucket can be reached from the internet,
+	// when it can: "https://files.example.com", "http://host:port", or a
+	// bare "host[:port]" meaning https. URL presigns against it, so a hosted
+	// provider may fetch a large reference itself. Default "": the bucket is
+	// private (127.0.0.1:9000, compose's minio:9000), URL answers
+	// ErrNoPublicURL, and workers send providers the image bytes instead,
+	// never a live bucket URL no provider could use. The CLI reads it from
+	// LIKENESS_S3_PUBLIC_ENDPOINT.
+	PublicEndpoint string
+}
+
+// ErrNoPublicURL is returned by S3.URL when the store has no
+// PublicEndpoint: no URL into the bucket would work outside the private
+// network.
+var ErrNoPublicURL = errors.New("the bucket has no public endpoint")
+
+// publicEndpoint splits PublicEndpoint into minio-go's host:port and
+// secure flag.
+func (c S3Config) publicEndpoint() (host string, secure bool, err error) {
+	raw := c.PublicEndpoint
+	secure = true
+	switch {
+	case strings.HasPrefix(raw, "https://"):
+		raw = strings.TrimPrefix(raw, "https://")
+	case strings.HasPrefix(raw, "http://"):
+		raw, secure = strings.TrimPrefix(raw, "http://"), false
+	case strings.Contains(raw, "://"):
+		return "", false, fmt.Errorf("public endpoint %q: want https://host[:port], http://host[:port] or host[:port]", c.PublicEndpoint)
+	}
+	raw = strings.TrimSuffix(raw, "/")
+	if raw == "" || strings.ContainsAny(raw, "/?#@") {
+		return "", false, fmt.Errorf("public endpoint %q: want https://host[:port], http://host[:port] or host[:port], without a path", c.PublicEndpoint)
+	}
+	return raw, secure, nil
 }
 
 // S3 stores objects in one bucket of an S3-compatible service (MinIO, AWS
@@ -55,6 +90,10 @@ type S3 struct {
 	client *minio.Client
 	bucket string
 	region string
+	cfg    S3Config // for the public presigning client
+
+	mu     sync.Mutex
+	public *minio.Client // presigns against PublicEndpoint; built on first use
 }
 
 // NewS3 returns a store for cfg's bucket. It does not contact the server;
@@ -75,7 +114,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: new s3: %w", err)
 	}
-	return &S3{client: client, bucket: cfg.Bucket, region: cfg.Region}, nil
+	return &S3{client: client, bucket: cfg.Bucket, region: cfg.Region, cfg: cfg}, nil
 }
 
 func (c S3Config) validate() error {
@@ -88,6 +127,11 @@ func (c S3Config) validate() error {
 		return fmt.Errorf("endpoint %q must be host:port without a path", c.Endpoint)
 	case (c.AccessKey == "") != (c.SecretKey == ""):
 		return errors.New("set both access key and secret key, or neither")
+	}
+	if c.PublicEndpoint != "" {
+		if _, _, err := c.publicEndpoint(); err != nil {
+			return err
+		}
 	}
 	if err := s3utils.CheckValidBucketNameStrict(c.Bucket); err != nil {
 		return fmt.Errorf("bucket %q: %w", c.Bucket, err)
@@ -254,9 +298,15 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// URL returns a presigned GET URL for the object, valid for ttl (0 means 15
-// minutes; at most 7 days). Anyone holding the URL can read the object
-// until it expires. The object need not exist yet.
+// URL returns a presigned GET URL for the object on the store's
+// PublicEndpoint, valid for ttl (0 means 15 minutes; at most 7 days).
+// Anyone holding the URL can read the object until it expires. The object
+// need not exist yet. Without a PublicEndpoint it returns an error matching
+// ErrNoPublicURL: a URL into a private bucket is of no use to anyone who
+// would be given one.
+//
+// Presigning sends nothing to the public endpoint. When S3Config.Region is
+// unset, the bucket's region is asked once of the private endpoint.
 func (s *S3) URL(ctx context.Context, key string, ttl time.Duration) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", fmt.Errorf("store: url %s: %w", key, err)
@@ -267,11 +317,52 @@ func (s *S3) URL(ctx context.Context, key string, ttl time.Duration) (string, er
 	if ttl < time.Second || ttl > maxPresignTTL {
 		return "", fmt.Errorf("store: url %s: ttl %v outside 1s..%v", key, ttl, maxPresignTTL)
 	}
-	u, err := s.client.PresignedGetObject(ctx, s.bucket, key, ttl, nil)
+	if s.cfg.PublicEndpoint == "" {
+		return "", fmt.Errorf("store: url %s: %w", key, ErrNoPublicURL)
+	}
+	public, err := s.publicClient(ctx)
+	if err != nil {
+		return "", fmt.Errorf("store: url %s: %w", key, err)
+	}
+	u, err := public.PresignedGetObject(ctx, s.bucket, key, ttl, nil)
 	if err != nil {
 		return "", fmt.Errorf("store: url %s: %w", key, err)
 	}
 	return u.String(), nil
+}
+
+// publicClient returns the client that presigns against PublicEndpoint.
+// It is built with the bucket's region so that presigning never contacts
+// the public endpoint (which may not be reachable from inside the network).
+func (s *S3) publicClient(ctx context.Context) (*minio.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.public != nil {
+		return s.public, nil
+	}
+	region := s.region
+	if region == "" {
+		r, err := s.client.GetBucketLocation(ctx, s.bucket)
+		if err != nil {
+			return nil, fmt.Errorf("bucket region: %w", err)
+		}
+		region = r
+	}
+	host, secure, err := s.cfg.publicEndpoint()
+	if err != nil {
+		return nil, err
+	}
+	c, err := minio.New(host, &minio.Options{
+		Creds:     credentials.NewStaticV4(s.cfg.AccessKey, s.cfg.SecretKey, ""),
+		Secure:    secure,
+		Region:    region,
+		Transport: s.cfg.Transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("public endpoint: %w", err)
+	}
+	s.public = c
+	return c, nil
 }
 
 // Location returns "s3://bucket/key", for messages to a human. It returns ""

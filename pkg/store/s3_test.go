@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,9 @@ func newS3(t *testing.T) *store.S3 {
 		SecretKey: env.SecretKey,
 		Bucket:    bucket,
 		Region:    "us-east-1",
+		// The same MinIO under another name, as a public endpoint is the
+		// bucket under another name: URLs signed for it must fetch.
+		PublicEndpoint: "http://" + otherName(t, env.Endpoint),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +100,69 @@ func TestS3EnsureBucket(t *testing.T) {
 	}
 }
 
+// otherName returns endpoint with its host spelled differently (127.0.0.1
+// as localhost and back), so a URL presigned for it only works if it was
+// signed for that name.
+func otherName(t *testing.T, endpoint string) string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host == "localhost" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return net.JoinHostPort("localhost", port)
+}
+
+func TestS3URLPublicEndpoint(t *testing.T) {
+	t.Parallel()
+	env := testenv.S3(t)
+	private := newS3(t)
+	const key = "refs/mara/3f2a.png"
+	if err := private.Put(t.Context(), key, []byte("\x89PNG\r\n\x1a\nfake"), ""); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("none: no URL", func(t *testing.T) {
+		t.Parallel()
+		s, err := store.NewS3(store.S3Config{Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: env.SecretKey, Bucket: private.Bucket()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, err := s.URL(t.Context(), key, time.Hour); !errors.Is(err, store.ErrNoPublicURL) || u != "" {
+			t.Errorf("URL without a public endpoint = %q, %v; want ErrNoPublicURL", u, err)
+		}
+	})
+	t.Run("presigned for the public host", func(t *testing.T) {
+		t.Parallel()
+		// No region configured: it is asked of the private endpoint once,
+		// and nothing is sent to the public one (unresolvable here).
+		for _, pub := range []string{"https://files.example.invalid", "files.example.invalid", "http://files.example.invalid:8080/"} {
+			s, err := store.NewS3(store.S3Config{Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: env.SecretKey,
+				Bucket: private.Bucket(), PublicEndpoint: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := s.URL(t.Context(), key, time.Hour)
+			if err != nil {
+				t.Fatalf("URL with public endpoint %q: %v", pub, err)
+			}
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantScheme, wantHost := "https", "files.example.invalid"
+			if strings.HasPrefix(pub, "http://") {
+				wantScheme, wantHost = "http", "files.example.invalid:8080"
+			}
+			if u.Scheme != wantScheme || u.Host != wantHost || !strings.Contains(u.Path, key) || u.Query().Get("X-Amz-Signature") == "" {
+				t.Errorf("public endpoint %q: URL %s; want a presigned %s://%s URL for the key", pub, raw, wantScheme, wantHost)
+			}
+		}
+	})
+}
+
 func TestS3MissingBucket(t *testing.T) {
 	t.Parallel()
 	env := testenv.S3(t)
@@ -138,7 +206,10 @@ func TestNewS3Config(t *testing.T) {
 		{name: "path", cfg: store.S3Config{Endpoint: "127.0.0.1:9000/x"}, wantErr: "without a path"},
 		{name: "half credentials", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", AccessKey: "ak"}, wantErr: "both"},
 		{name: "bad bucket", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", Bucket: "Bad_Bucket"}, wantErr: "bucket"},
+		{name: "public endpoint scheme", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", PublicEndpoint: "s3://files.example.com"}, wantErr: "public endpoint"},
+		{name: "public endpoint path", cfg: store.S3Config{Endpoint: "127.0.0.1:9000", PublicEndpoint: "https://files.example.com/likeness"}, wantErr: "without a path"},
 		{name: "anonymous", cfg: store.S3Config{Endpoint: "127.0.0.1:9000"}},
+		{name: "public endpoint", cfg: store.S3Config{Endpoint: "minio:9000", PublicEndpoint: "https://files.example.com"}},
 		{name: "full", cfg: store.S3Config{Endpoint: "s3.example.com", AccessKey: "ak", SecretKey: "sk", Bucket: "b-1", Secure: true, Region: "eu-west-1"}},
 	}
 	for _, tt := range tests {

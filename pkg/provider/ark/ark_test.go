@@ -91,7 +91,7 @@ func TestConformance(t *testing.T) {
 				Model:    model,
 				Params:   map[string]any{"guidance_scale": 6.5},
 				Key:      providertest.ArkKey,
-				Provider: ark.ProviderName,
+				Provider: ark.ProviderName, FetchesURLs: true,
 			})
 		})
 	}

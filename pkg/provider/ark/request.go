@@ -25,9 +25,11 @@ const (
 )
 
 // imageField returns the value of the request's image field: a data URI
-// with a lowercase jpeg or png format, or the reference's URL when the
-// reference is large (over inlineLimit bytes) and already JPEG or PNG, or
-// when there are no bytes at all. Other formats are converted to PNG.
+// with a lowercase jpeg or png format, or the reference's URL when Ark could
+// fetch it (provider.Image.FetchURL: a public host) and the reference is
+// large (over inlineLimit bytes) and already JPEG or PNG, or when there are
+// no bytes at all. A private bucket URL is never sent when the bytes are at
+// hand. Other formats are converted to PNG.
 // Images SeedEdit would reject (too small, too elongated, too large) are an
 // Input error before anything is sent.
 func imageField(ref provider.Image, inlineLimit int) (string, error) {
@@ -55,8 +57,8 @@ func imageField(ref provider.Image, inlineLimit int) (string, error) {
 	case "image/png":
 		format = "png"
 	}
-	if format != "" && ref.URL != "" && len(data) > inlineLimit {
-		return ref.URL, nil
+	if u := ref.FetchURL(); format != "" && u != "" && len(data) > inlineLimit {
+		return u, nil
 	}
 	if format == "" {
 		// WebP, GIF, ...: SeedEdit takes only JPEG and PNG.

@@ -9,11 +9,14 @@
 // except between polls of the task it created. One call:
 //
 //  1. POST {BaseURL}/flux-kontext-pro (or -max) with the prompt, the
-//     character reference as input_image (its URL when the request has one,
-//     else base64 of its bytes), the seed and the mapped params;
-//  2. polls the polling_url returned by the submit, never a URL built from
-//     the task id: BFL's global endpoint routes tasks across clusters and the
-//     returned URL points at the one holding the task;
+//     character reference as input_image (its URL when BFL could fetch it,
+//     see provider.Image.FetchURL, else base64 of its bytes: a private bucket
+//     URL is never sent), the seed and the mapped params;
+//  2. reports the task (id, polling_url) to Request.OnPending, then polls
+//     the polling_url returned by the submit, never a URL built from the
+//     task id: BFL's global endpoint routes tasks across clusters and the
+//     returned URL points at the one holding the task. The key is sent only
+//     to a polling_url on BaseURL's host or on bfl.ai;
 //  3. on Ready, downloads result.sample at once (the signed URL lives about
 //     ten minutes) with provider.Fetch, which sniffs the content type.
 //
@@ -21,6 +24,16 @@
 // polls (as BFL's own clients send it), and is never put into an error.
 // BFL has no cancel endpoint: when ctx ends, Generate stops polling and the
 // task finishes (and is billed) on BFL's side.
+//
+// # Resuming a paid task
+//
+// With Request.Resume set (a task an earlier delivery submitted and reported
+// through OnPending), Generate submits nothing: it polls the recorded
+// polling_url (when it passes the host check above; else
+// BaseURL/get_result?id=) at once and downloads the result as above. A task
+// BFL no longer knows (404, "Task not found") or whose result.sample has
+// expired (404/410; it lives about ten minutes) is an error matching
+// provider.ErrGone, and the caller submits a new one.
 //
 // # Failure classes
 //
@@ -49,7 +62,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -197,31 +209,30 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
-	}
-
 	began := time.Now()
-	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/"+model.Name, payload)
-	if err != nil {
-		return nil, c.transportError("submit", "", err)
-	}
-	if status != http.StatusOK && status != http.StatusCreated {
-		return nil, c.classify(status, hdr, respBody, "")
-	}
-	var created createResponse
-	if err := json.Unmarshal(respBody, &created); err != nil || created.PollingURL == "" {
-		return nil, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
-			Message: "submit answer is not {id, polling_url}: " + c.clip(string(respBody)), Err: err}
-	}
-	pollURL, err := url.Parse(created.PollingURL)
-	if err != nil || (pollURL.Scheme != "https" && pollURL.Scheme != "http") || pollURL.Host == "" {
-		return nil, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "malformed_response", RequestID: created.ID,
-			Message: "polling_url is not an http(s) URL: " + c.clip(created.PollingURL)}
+	var id, pollURL string
+	resumed := req.Resume != nil
+	if resumed {
+		p := *req.Resume
+		if p.Provider != ProviderName || p.ID == "" {
+			return nil, provider.GoneError(ProviderName, p.ID, "nothing to resume: the pending request is not a BFL task ("+p.Provider+")")
+		}
+		id, pollURL = p.ID, c.resumeURL(p)
+		if !p.CreatedAt.IsZero() {
+			began = p.CreatedAt
+		}
+	} else {
+		created, err := c.submit(ctx, body, model)
+		if err != nil {
+			return nil, err
+		}
+		id, pollURL = created.ID, created.PollingURL
+		if req.OnPending != nil {
+			req.OnPending(provider.Pending{Provider: ProviderName, ID: id, PollURL: pollURL, CreatedAt: began.UTC()})
+		}
 	}
 
-	ready, err := c.poll(ctx, created.ID, pollURL.String())
+	ready, err := c.poll(ctx, id, pollURL, resumed)
 	if err != nil {
 		return nil, err
 	}
@@ -229,13 +240,16 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if err != nil {
 		var pe *provider.Error
 		if errors.As(err, &pe) {
-			pe.RequestID = created.ID
+			pe.RequestID = id
+			if resumed && (pe.Status == http.StatusNotFound || pe.Status == http.StatusGone) {
+				return nil, provider.GoneError(ProviderName, id, "the resumed task's result.sample has expired: "+pe.Message)
+			}
 		}
 		return nil, err
 	}
 	res := &provider.Result{
 		Image:     img,
-		RequestID: created.ID,
+		RequestID: id,
 		CostUSD:   model.Pricing.For(req.Params),
 		Latency:   time.Since(began),
 	}
@@ -246,6 +260,34 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		res.RevisedPrompt = ready.Prompt
 	}
 	return res, nil
+}
+
+// submit sends the task and returns its id and checked polling_url.
+func (c *Client) submit(ctx context.Context, body createRequest, model provider.Model) (createResponse, error) {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return createResponse{}, &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
+	}
+	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/"+model.Name, payload)
+	if err != nil {
+		return createResponse{}, c.transportError("submit", "", err)
+	}
+	if status != http.StatusOK && status != http.StatusCreated {
+		return createResponse{}, c.classify(status, hdr, respBody, "")
+	}
+	var created createResponse
+	if err := json.Unmarshal(respBody, &created); err != nil || created.PollingURL == "" {
+		return createResponse{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
+			Message: "submit answer is not {id, polling_url}: " + c.clip(string(respBody)), Err: err}
+	}
+	u := c.pollingURL(created.PollingURL)
+	if u == "" {
+		// The key goes only to BFL: a polling_url elsewhere is not followed.
+		return createResponse{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "malformed_response", RequestID: created.ID,
+			Message: "polling_url is not an http(s) URL on BFL's API: " + c.clip(created.PollingURL)}
+	}
+	created.PollingURL = u
+	return created, nil
 }
 
 // buildRequest validates req against the registry and maps it to the wire
@@ -266,9 +308,11 @@ func (c *Client) buildRequest(req provider.Request) (createRequest, provider.Mod
 	}
 
 	body := createRequest{Prompt: req.Prompt, Seed: req.Seed}
-	switch {
-	case strings.HasPrefix(req.Reference.URL, "https://") || strings.HasPrefix(req.Reference.URL, "http://"):
-		body.InputImage = req.Reference.URL
+	switch u := req.Reference.FetchURL(); {
+	case strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://"):
+		// A URL BFL could fetch: a public one, or all there is. A private
+		// bucket URL is never sent when the bytes are at hand.
+		body.InputImage = u
 	case len(req.Reference.Data) > 0:
 		body.InputImage = base64.StdEncoding.EncodeToString(req.Reference.Data)
 	}
@@ -310,59 +354,6 @@ func (c *Client) buildRequest(req provider.Request) (createRequest, provider.Mod
 	return body, model, nil
 }
 
-// poll waits for the task behind pollURL to leave Pending.
-func (c *Client) poll(ctx context.Context, id, pollURL string) (readyResult, error) {
-	timer := time.NewTimer(c.cfg.PollInterval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return readyResult{}, c.transportError("wait for result", id, ctx.Err())
-		case <-timer.C:
-		}
-		status, hdr, body, err := c.do(ctx, http.MethodGet, pollURL, nil)
-		if err != nil {
-			return readyResult{}, c.transportError("poll", id, err)
-		}
-		if status == http.StatusNotFound {
-			return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "task_not_found", RequestID: id,
-				Message: "task unknown or expired: " + c.bodyMessage(body)}
-		}
-		if status != http.StatusOK {
-			return readyResult{}, c.classify(status, hdr, body, id)
-		}
-		var pr pollResponse
-		if err := json.Unmarshal(body, &pr); err != nil {
-			return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response", RequestID: id,
-				Message: "poll answer is not JSON: " + c.clip(string(body)), Err: err}
-		}
-		switch pr.Status {
-		case statusReady:
-			var r readyResult
-			if err := json.Unmarshal(pr.Result, &r); err != nil || r.Sample == "" {
-				return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "malformed_response", RequestID: id,
-					Message: "Ready without result.sample: " + c.clip(string(pr.Result))}
-			}
-			return r, nil
-		case statusRequestModerated:
-			return readyResult{}, &provider.Error{Class: provider.Safety, Provider: ProviderName, Code: pr.Status, RequestID: id,
-				Message: c.withDetails("input (prompt or image) flagged by BFL moderation before processing", pr)}
-		case statusContentModerated:
-			return readyResult{}, &provider.Error{Class: provider.Safety, Provider: ProviderName, Code: pr.Status, RequestID: id,
-				Message: c.withDetails("output flagged by BFL moderation; another seed may pass", pr)}
-		case statusError, statusFailed:
-			return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: pr.Status, RequestID: id,
-				Message: c.withDetails("generation failed", pr)}
-		case statusTaskNotFound:
-			return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "task_not_found", RequestID: id,
-				Message: "task unknown or expired; resubmit"}
-		}
-		// Pending, and any status BFL may add later, keep polling; ctx
-		// bounds the wait.
-		timer.Reset(c.cfg.PollInterval)
-	}
-}
-
 // do sends one request with the key header and reads the answer.
 func (c *Client) do(ctx context.Context, method, u string, body []byte) (int, http.Header, []byte, error) {
 	var rd io.Reader
@@ -388,189 +379,4 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte) (int, ht
 		return 0, nil, nil, err
 	}
 	return resp.StatusCode, resp.Header, data, nil
-}
-
-// transportError wraps a failure to get an HTTP answer (network error, ctx
-// done) as a Transient error; errors.Is(err, context.DeadlineExceeded) still
-// works through Unwrap.
-func (c *Client) transportError(op, id string, err error) error {
-	msg := op + ": no answer"
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		msg = op + ": gave up (context done)"
-	}
-	return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: id, Message: msg, Err: redactErr(err, c.cfg.APIKey)}
-}
-
-// Classify maps a non-2xx BFL answer to a *provider.Error. It is exported
-// for the worker's diagnostics and tests; Generate uses it for every HTTP
-// failure. rateWait is the wait reported on a 429 without a hint.
-func Classify(status int, header http.Header, body []byte, rateWait time.Duration) *provider.Error {
-	e := &provider.Error{Provider: ProviderName, Status: status}
-	var b errorBody
-	_ = json.Unmarshal(body, &b)
-	e.Code = b.code()
-	e.Message = b.message(body)
-	switch {
-	case status == http.StatusTooManyRequests:
-		e.Class = provider.Rate
-		e.RetryAfter = provider.RetryAfter(header, time.Now())
-		if e.RetryAfter == 0 && b.RetryAfter > 0 {
-			e.RetryAfter = time.Duration(b.RetryAfter * float64(time.Second))
-		}
-		if e.RetryAfter == 0 {
-			e.RetryAfter = rateWait
-		}
-	case status == http.StatusPaymentRequired, status == http.StatusUnauthorized, status == http.StatusForbidden:
-		e.Class = provider.Billing
-	case status == http.StatusRequestTimeout:
-		e.Class = provider.Transient
-	case status >= 400 && status < 500:
-		// 400, 422 (schema), 404 (unknown endpoint), 413 (image too large).
-		e.Class = provider.Input
-	default:
-		e.Class = provider.Transient
-	}
-	if e.Message == "" {
-		e.Message = http.StatusText(status)
-	}
-	return e
-}
-
-func (c *Client) classify(status int, header http.Header, body []byte, id string) *provider.Error {
-	e := Classify(status, header, body, c.cfg.DefaultRateWait)
-	e.RequestID = id
-	e.Message = c.clip(e.Message)
-	return e
-}
-
-// errorBody covers BFL's error shapes: FastAPI's {"detail": "..."} and
-// {"detail": [{"loc": [...], "msg": "..."}]}, and the integration guide's
-// {"error": "rate_limit_exceeded", "message": "...", "retry_after": 5}.
-type errorBody struct {
-	Detail     json.RawMessage `json:"detail"`
-	Error      json.RawMessage `json:"error"`
-	Message    string          `json:"message"`
-	RetryAfter float64         `json:"retry_after"`
-}
-
-func (b errorBody) code() string {
-	var s string
-	if json.Unmarshal(b.Error, &s) == nil && !strings.Contains(s, " ") {
-		return s
-	}
-	return ""
-}
-
-func (b errorBody) message(raw []byte) string {
-	var parts []string
-	if b.Message != "" {
-		parts = append(parts, b.Message)
-	}
-	var s string
-	if json.Unmarshal(b.Detail, &s) == nil && s != "" {
-		parts = append(parts, s)
-	} else {
-		var items []struct {
-			Loc []any  `json:"loc"`
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal(b.Detail, &items) == nil {
-			for _, it := range items {
-				loc := make([]string, 0, len(it.Loc))
-				for _, l := range it.Loc {
-					loc = append(loc, fmt.Sprint(l))
-				}
-				parts = append(parts, strings.TrimPrefix(strings.Join(loc, ".")+": ", ": ")+it.Msg)
-			}
-		}
-	}
-	if len(parts) == 0 && json.Unmarshal(b.Error, &s) == nil && strings.Contains(s, " ") {
-		parts = append(parts, s)
-	}
-	if len(parts) == 0 {
-		return strings.TrimSpace(string(raw))
-	}
-	return strings.Join(parts, "; ")
-}
-
-// withDetails appends a poll answer's details (moderation reasons, error
-// text) to msg.
-func (c *Client) withDetails(msg string, pr pollResponse) string {
-	for _, raw := range []json.RawMessage{pr.Details, pr.Error} {
-		if s := compact(raw); s != "" {
-			msg += ": " + s
-		}
-	}
-	return c.clip(msg)
-}
-
-func (c *Client) bodyMessage(body []byte) string {
-	var b errorBody
-	_ = json.Unmarshal(body, &b)
-	return c.clip(b.message(body))
-}
-
-// clip shortens provider text for an error message and removes the key,
-// should a provider ever echo it.
-func (c *Client) clip(s string) string {
-	if c.cfg.APIKey != "" {
-		s = strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
-	}
-	return truncate(s, 300)
-}
-
-func compact(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
-	}
-	var buf bytes.Buffer
-	if json.Compact(&buf, raw) != nil {
-		return string(raw)
-	}
-	return buf.String()
-}
-
-func truncate(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8Start(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
-
-// redactErr keeps err's chain but hides the key from its text, should a
-// transport error ever quote it.
-func redactErr(err error, key string) error {
-	if err == nil || key == "" || !strings.Contains(err.Error(), key) {
-		return err
-	}
-	return &redacted{err: err, msg: strings.ReplaceAll(err.Error(), key, "[redacted]")}
-}
-
-type redacted struct {
-	err error
-	msg string
-}
-
-func (r *redacted) Error() string { return r.msg }
-func (r *redacted) Unwrap() error { return r.err }
-
-func toInt(v any) (int, bool) {
-	switch n := v.(type) {
-	case int:
-		return n, true
-	case int64:
-		return int(n), true
-	case float64:
-		return int(n), n == float64(int(n))
-	case uint64:
-		return int(n), true
-	}
-	return 0, false
 }

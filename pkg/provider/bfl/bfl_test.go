@@ -55,7 +55,7 @@ func TestConformance(t *testing.T) {
 				Model:    model,
 				Params:   map[string]any{"output_format": "png", "aspect_ratio": "3:4"},
 				Key:      providertest.BFLKey,
-				Provider: bfl.ProviderName,
+				Provider: bfl.ProviderName, FetchesURLs: true,
 			})
 		})
 	}

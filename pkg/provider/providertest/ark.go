@@ -130,6 +130,12 @@ func (f *ArkFake) generate(w http.ResponseWriter, r *http.Request) {
 		ProtocolError(w, "%v", err)
 		return
 	}
+	if why := f.Unfetchable(*body.Image); why != "" {
+		arkJSON(w, http.StatusBadRequest, ArkError("InvalidParameter",
+			"The parameter `image` specified in the request is not valid: the image url cannot be downloaded ("+why+").", "image", "BadRequest",
+			fmt.Sprintf("0217570000000%08dfake", f.n.Add(1))))
+		return
+	}
 
 	n := f.n.Add(1)
 	id := fmt.Sprintf("0217570000000%08dfake", n)

@@ -39,6 +39,10 @@ func BFLStatus(status string) Scenario { return Scenario("bfl_status:" + status)
 // client gives up); OutputExpired (Ready, but result.sample answers 404);
 // TaskFailed (poll ends "Error"); and BFLStatus(...).
 //
+// An input_image URL BFL could not fetch (Base.Unfetchable: loopback,
+// private or otherwise non-public) is answered 422 with a FastAPI
+// validation body, as BFL answers an input it cannot download.
+//
 // Protocol checks (answered with ProtocolError): x-key equal to BFLKey, JSON
 // content type, no unknown fields, non-empty prompt, input_image a URL or
 // base64 of an image, safety_tolerance at most 2 with an input image (6
@@ -59,7 +63,19 @@ type bflTask struct {
 	prompt   string
 	seed     int64
 	polls    int
-	w, h     int // output size: the asked aspect ratio, else the input's
+	w, h     int  // output size: the asked aspect ratio, else the input's
+	expired  bool // result.sample has outlived its ten minutes
+}
+
+// Expire makes a task's result.sample answer 404 from now on, as BFL's
+// signed result URLs do about ten minutes after the task is Ready; polling
+// the task still answers Ready with that URL.
+func (f *BFLFake) Expire(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.tasks[id]; ok {
+		t.expired = true
+	}
 }
 
 // NewBFL starts a BFL fake (two loopback hosts); it is closed when the test
@@ -131,6 +147,20 @@ func (f *BFLFake) create(w http.ResponseWriter, r *http.Request) {
 	if msg := checkBFLCreate(body); msg != "" {
 		ProtocolError(w, "%s", msg)
 		return
+	}
+	for i, img := range []*string{body.InputImage, body.InputImage2, body.InputImage3, body.InputImage4} {
+		if img == nil {
+			continue
+		}
+		if why := f.Unfetchable(*img); why != "" {
+			field := "input_image"
+			if i > 0 {
+				field += fmt.Sprintf("_%d", i+1)
+			}
+			out, _ := json.Marshal(map[string]any{"detail": []map[string]any{{"loc": []string{"body", field}, "msg": "Failed to fetch image: " + why, "type": "value_error"}}})
+			bflJSON(w, http.StatusUnprocessableEntity, string(out))
+			return
+		}
 	}
 
 	sc := f.Next()
@@ -303,7 +333,7 @@ func (f *BFLFake) result(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := map[string]any{"id": id, "status": status, "result": nil, "progress": nil, "details": details, "preview": nil}
 	if status == "Ready" {
-		url := f.Host("bfl-"+id+".png", PNG(task.w, task.h, task.seed), task.scenario == OutputExpired)
+		url := f.Host("bfl-"+id+".png", PNG(task.w, task.h, task.seed), task.scenario == OutputExpired || task.expired)
 		resp["result"] = map[string]any{
 			"sample": url, "prompt": task.prompt, "seed": task.seed,
 			"start_time": 1751300000.1, "end_time": 1751300004.9, "duration": 4.8,

@@ -8,6 +8,13 @@
 // headers, paths, content types, status codes and response bodies. Each fake
 // also checks what the client sends and fails the request (HTTP 400 with a
 // "fake:" message) when the client gets the protocol wrong.
+//
+// Fakes whose provider fetches input images by URL refuse one no hosted
+// provider could fetch (Base.Unfetchable: loopback, private, link-local or
+// local-name hosts other than the fake's own) with the provider's own input
+// error, so tests catch a private bucket URL sent to a provider. Fakes of
+// asynchronous providers count creates (Calls), keep requests by id so a
+// resumed Generate finds them, and can expire one (Resumable.Expire).
 package providertest
 
 import (
@@ -21,10 +28,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/likeness-run/likeness/pkg/provider"
 )
 
 // Scenario names one way a provider can answer a generation request.
@@ -173,6 +183,17 @@ func (b *Base) Host(name string, data []byte, expired bool) string {
 	return b.URL() + "/files/" + name
 }
 
+// ExpireFile makes a hosted URL answer 404 from now on, as an output link
+// past its lifetime does.
+func (b *Base) ExpireFile(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.files[name]; ok {
+		f.expired = true
+		b.files[name] = f
+	}
+}
+
 func (b *Base) serveFile(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	f, ok := b.files[r.PathValue("name")]
@@ -261,4 +282,57 @@ func OutputSize(aspect string, input []byte) (w, h int) {
 		return 64, max(1, 64*rh/rw)
 	}
 	return max(1, 64*rw/rh), 64
+}
+
+// Unfetchable returns why a provider could not fetch raw, an input URL a
+// client sent, or "" when it could: data: URIs and the fake's own URLs
+// (uploads it handed out) are fetchable, as is any http(s) URL on a public
+// host (provider.PublicHost). A URL on a loopback, private, link-local or
+// otherwise non-public address, or on a local name such as compose's
+// "minio", is not: a hosted provider cannot reach it, and a fake answers
+// it as its provider answers an input it cannot download.
+func (b *Base) Unfetchable(raw string) string {
+	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("%.60q is not a valid URL", raw)
+	}
+	if u.Host == b.srv.Listener.Addr().String() {
+		return ""
+	}
+	if !provider.PublicHost(u.Hostname()) {
+		return fmt.Sprintf("could not download %s://%s/...: the host is not reachable from the internet", u.Scheme, u.Host)
+	}
+	return ""
+}
+
+// ClientThatDies returns an HTTP client that calls die once it has received
+// the answer to n requests matching match (a poll, say), so a test can end
+// a Generate's ctx at an exact point of the protocol, as a worker killed
+// mid-poll would, without timing guesses.
+func ClientThatDies(n int, match func(*http.Request) bool, die func()) *http.Client {
+	return &http.Client{Transport: &dyingTransport{n: n, match: match, die: die}}
+}
+
+type dyingTransport struct {
+	mu    sync.Mutex
+	n     int
+	match func(*http.Request) bool
+	die   func()
+}
+
+func (d *dyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && d.match(r) {
+		d.mu.Lock()
+		d.n--
+		last := d.n == 0
+		d.mu.Unlock()
+		if last {
+			d.die()
+		}
+	}
+	return resp, err
 }

@@ -61,6 +61,7 @@ type replicatePred struct {
 	output    any
 	err       string
 	logs      string
+	removed   bool // inputs and outputs deleted (data retention)
 }
 
 // replicateModel is what the fake knows of a model's input.
@@ -133,6 +134,40 @@ func (f *ReplicateFake) Canceled() []string {
 	return append([]string(nil), f.canceled...)
 }
 
+// Expire removes a prediction's inputs and outputs as Replicate's data
+// retention does an hour after completion: the prediction still answers,
+// with output null and data_removed true, and its output URL answers 404.
+func (f *ReplicateFake) Expire(id string) {
+	f.mu.Lock()
+	p, ok := f.preds[id]
+	if ok {
+		p.removed = true
+	}
+	f.mu.Unlock()
+	if ok {
+		f.ExpireFile("out-" + id + ".png")
+	}
+}
+
+// unfetchable returns why Replicate could not download one of the URLs in
+// an input, or "".
+func (f *ReplicateFake) unfetchable(in map[string]any) string {
+	for k, v := range in {
+		vals, ok := v.([]any)
+		if !ok {
+			vals = []any{v}
+		}
+		for _, e := range vals {
+			if s, ok := e.(string); ok {
+				if why := f.Unfetchable(s); why != "" {
+					return fmt.Sprintf("- input.%s: %s", k, why)
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // authorized answers Replicate's 401 unless the request carries the token.
 func (f *ReplicateFake) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if BearerKey(r) == ReplicateToken {
@@ -174,6 +209,10 @@ func (f *ReplicateFake) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := spec.validate(body.Input); err != nil {
 		ProtocolError(w, "%s: %v", model, err)
+		return
+	}
+	if why := f.unfetchable(body.Input); why != "" {
+		replicateProblem(w, http.StatusUnprocessableEntity, "Input validation failed", why)
 		return
 	}
 
@@ -374,7 +413,7 @@ func (f *ReplicateFake) render(p *replicatePred) map[string]any {
 	out := map[string]any{
 		"id": p.id, "model": p.model, "version": "hidden", "input": p.input,
 		"logs": p.logs, "output": p.output, "error": nil, "status": p.status,
-		"source": "api", "data_removed": false,
+		"source": "api", "data_removed": p.removed,
 		"created_at": p.created.UTC().Format(time.RFC3339Nano),
 		"urls": map[string]string{
 			"get":    base + "/predictions/" + p.id,
@@ -384,6 +423,9 @@ func (f *ReplicateFake) render(p *replicatePred) map[string]any {
 	}
 	if p.err != "" {
 		out["error"] = p.err
+	}
+	if p.removed {
+		out["input"], out["output"], out["logs"] = nil, nil, ""
 	}
 	switch p.status {
 	case "succeeded", "failed", "canceled":

@@ -4,7 +4,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -35,6 +38,11 @@ func RunwayFailed(failureCode string) Scenario { return Scenario("runway_failed:
 // /v1/tasks/{id} cancelling or deleting it. Every SUCCEEDED answer carries a
 // freshly issued output URL.
 //
+// References too large for a data URI go through ephemeral uploads: POST
+// /v1/uploads answers a presigned form on the fake's "bucket"
+// (/upload-bucket/{id}), which takes the fields and then the file, without
+// the key; the runwayUri it names is accepted once the file is there.
+//
 // Scenarios: OK (SUCCEEDED after PENDING, THROTTLED, RUNNING); RateLimited
 // (429 with Retry-After: 7, the daily generation cap); ServerError (503);
 // Moderated (FAILED SAFETY.INPUT.TEXT); Billing (400 "not enough credits");
@@ -43,21 +51,34 @@ func RunwayFailed(failureCode string) Scenario { return Scenario("runway_failed:
 // URL answers 404); TaskFailed (FAILED INTERNAL.BAD_OUTPUT.CODE01);
 // RunwayExpiredOnce; RunwayFailed(code).
 //
+// A reference URL Runway could not fetch (an IP address rather than a
+// domain, or a host Base.Unfetchable refuses: loopback, private, ...) is
+// answered 400 with the issue on referenceImages[i].uri, as Runway does.
+//
 // Protocol checks (answered with ProtocolError): Bearer RunwayKey,
 // X-Runway-Version 2024-11-06 on every request, JSON content type, no
 // unknown fields, model gen4_image or gen4_image_turbo, promptText 1..1000
 // UTF-16 units, ratio from Runway's list, 0..3 referenceImages (1..3 for
-// Turbo), each uri https or a JPEG/PNG/WebP data URI of at most 5 MB, tags
+// Turbo), each uri https, runway:// or a JPEG/PNG/WebP data URI of at most 5 MB, tags
 // 3..16 letters/digits/underscores starting with a letter and mentioned in
 // promptText as @tag, seed 0..4294967295. A data-URI reference with an
 // aspect ratio outside 0.5..2 is refused with a 400 as Runway does.
 type RunwayFake struct {
 	*Base
 
-	mu    sync.Mutex
-	seq   int
-	files int
-	tasks map[string]*runwayTask
+	mu      sync.Mutex
+	seq     int
+	files   int
+	tasks   map[string]*runwayTask
+	uploads map[string]*runwayUpload // by upload id
+}
+
+// runwayUpload is one ephemeral upload: started by POST /v1/uploads, done
+// once the form with the file was posted to its uploadUrl.
+type runwayUpload struct {
+	filename string
+	fields   map[string]string
+	data     []byte
 }
 
 type runwayTask struct {
@@ -72,7 +93,9 @@ type runwayTask struct {
 // NewRunway starts a Runway fake; it is closed when the test ends.
 func NewRunway(t testing.TB) *RunwayFake {
 	t.Helper()
-	f := &RunwayFake{Base: NewBase(t), tasks: map[string]*runwayTask{}}
+	f := &RunwayFake{Base: NewBase(t), tasks: map[string]*runwayTask{}, uploads: map[string]*runwayUpload{}}
+	f.Mux.HandleFunc("POST /v1/uploads", f.startUpload)
+	f.Mux.HandleFunc("POST /upload-bucket/{id}", f.finishUpload)
 	f.Mux.HandleFunc("POST /v1/text_to_image", f.create)
 	f.Mux.HandleFunc("GET /v1/tasks/{id}", f.get)
 	f.Mux.HandleFunc("DELETE /v1/tasks/{id}", f.delete)
@@ -81,6 +104,153 @@ func NewRunway(t testing.TB) *RunwayFake {
 
 // Supports reports that Runway has every failure mode of the suite.
 func (f *RunwayFake) Supports(Scenario) bool { return true }
+
+// Expire deletes a task as DELETE /v1/tasks/{id} does a finished one (and
+// as Runway's retention eventually does): its output is purged and fetching
+// it answers 404.
+func (f *RunwayFake) Expire(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.tasks[id]; ok {
+		t.deleted = true
+	}
+}
+
+// Uploads returns the bytes of every finished ephemeral upload.
+func (f *RunwayFake) Uploads() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out [][]byte
+	for _, u := range f.uploads {
+		if u.data != nil {
+			out = append(out, u.data)
+		}
+	}
+	return out
+}
+
+// startUpload is POST /v1/uploads: {filename, type: "ephemeral"} answered
+// with a presigned form on the fake's "bucket" and the upload's runway://
+// URI.
+func (f *RunwayFake) startUpload(w http.ResponseWriter, r *http.Request) {
+	if !runwayHeaders(w, r) {
+		return
+	}
+	var body struct {
+		Filename *string `json:"filename"`
+		Type     *string `json:"type"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		ProtocolError(w, "uploads: request body: %v", err)
+		return
+	}
+	if body.Filename == nil || *body.Filename == "" || body.Type == nil || *body.Type != "ephemeral" {
+		ProtocolError(w, "uploads: want {\"filename\": \"...\", \"type\": \"ephemeral\"}")
+		return
+	}
+	f.mu.Lock()
+	f.seq++
+	id := fmt.Sprintf("9e3d%04x-upload", f.seq)
+	up := &runwayUpload{filename: *body.Filename, fields: map[string]string{
+		"key": "ephemeral/" + id + "/" + *body.Filename, "policy": "eyJmYWtlIjp0cnVlfQ==", "x-amz-signature": "fake" + id,
+	}}
+	f.uploads[id] = up
+	f.mu.Unlock()
+	runwayJSON(w, http.StatusOK, map[string]any{
+		"uploadUrl": f.URL() + "/upload-bucket/" + id,
+		"fields":    up.fields,
+		"runwayUri": "runway://uploads/" + id,
+	})
+}
+
+// finishUpload is the presigned form post to the object store: every field
+// handed out, then the file; no Runway key (the store is not Runway's API).
+func (f *RunwayFake) finishUpload(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "" {
+		ProtocolError(w, "upload form: the Runway key must not go to the upload URL")
+		return
+	}
+	f.mu.Lock()
+	up, ok := f.uploads[r.PathValue("id")]
+	f.mu.Unlock()
+	if !ok {
+		http.Error(w, "<Error><Code>AccessDenied</Code></Error>", http.StatusForbidden)
+		return
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		ProtocolError(w, "upload form: not multipart/form-data: %v", err)
+		return
+	}
+	got := map[string]string{}
+	var data []byte
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ProtocolError(w, "upload form: %v", err)
+			return
+		}
+		b, _ := io.ReadAll(p)
+		if p.FormName() == "file" {
+			data = b
+			if _, err := mr.NextPart(); err != io.EOF {
+				ProtocolError(w, "upload form: the file must be the last part")
+				return
+			}
+			break
+		}
+		got[p.FormName()] = string(b)
+	}
+	for k, v := range up.fields {
+		if got[k] != v {
+			ProtocolError(w, "upload form: field %q is %q, want %q", k, got[k], v)
+			return
+		}
+	}
+	if _, _, err := DecodeSize(data); err != nil {
+		ProtocolError(w, "upload form: the file is not an image")
+		return
+	}
+	f.mu.Lock()
+	up.data = data
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// uploaded reports whether uri names a finished upload.
+func (f *RunwayFake) uploaded(uri string) bool {
+	id, ok := strings.CutPrefix(uri, "runway://uploads/")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	up := f.uploads[id]
+	return ok && up != nil && up.data != nil
+}
+
+// runwayUnfetchable returns why Runway would refuse a reference URL: not a
+// domain (Runway fetches domains only), or a host it cannot reach
+// (Base.Unfetchable); "" when it would fetch it.
+func (f *RunwayFake) runwayUnfetchable(uri string) string {
+	if strings.HasPrefix(uri, "runway://") && !f.uploaded(uri) {
+		return "Invalid asset: no finished upload " + uri
+	}
+	if !strings.HasPrefix(uri, "https://") {
+		return ""
+	}
+	if u, err := url.Parse(uri); err == nil {
+		if _, err := netip.ParseAddr(u.Hostname()); err == nil {
+			return "Invalid asset URL: must be a domain, not an IP address"
+		}
+	}
+	if why := f.Unfetchable(uri); why != "" {
+		return "Failed to fetch asset: " + why
+	}
+	return ""
+}
 
 // runwayRatios are the ratio strings Runway accepts for Gen-4 Image.
 func runwayRatios() []string {
@@ -121,6 +291,15 @@ func (f *RunwayFake) create(w http.ResponseWriter, r *http.Request) {
 	if msg := checkRunwayCreate(body); msg != "" {
 		ProtocolError(w, "%s", msg)
 		return
+	}
+	for i, ref := range body.ReferenceImages {
+		if why := f.runwayUnfetchable(*ref.URI); why != "" {
+			runwayJSON(w, http.StatusBadRequest, map[string]any{
+				"error":  "Validation of body failed",
+				"issues": []map[string]any{{"code": "custom", "path": []any{"referenceImages", i, "uri"}, "message": why}},
+			})
+			return
+		}
 	}
 	if msg := runwayRefAspect(body); msg != "" {
 		runwayJSON(w, http.StatusBadRequest, map[string]any{"error": msg})
@@ -191,7 +370,7 @@ func checkRunwayCreate(b runwayCreate) string {
 			return fmt.Sprintf("referenceImages[%d].uri is required", i)
 		}
 		switch uri := *ref.URI; {
-		case strings.HasPrefix(uri, "https://"):
+		case strings.HasPrefix(uri, "https://"), strings.HasPrefix(uri, "runway://"):
 		case strings.HasPrefix(uri, "data:"):
 			if len(uri) > 5_000_000 {
 				return fmt.Sprintf("referenceImages[%d]: data URI over 5 MB", i)

@@ -33,12 +33,14 @@ func (u *upload) fresh(now time.Time) bool {
 	return u.err == nil && (u.expires.IsZero() || now.Add(uploadMargin).Before(u.expires))
 }
 
-// fileInput returns the input value for an image: its URL when that is
-// http(s), a data: URL when it is at most MaxDataURIBytes, else the urls.get
-// of an upload (once per process per content).
+// fileInput returns the input value for an image: its URL when that is an
+// http(s) URL Replicate could fetch (provider.Image.FetchURL: a public host,
+// or no bytes to send instead), a data: URL when it is at most
+// MaxDataURIBytes, else the urls.get of an upload (once per process per
+// content). A private bucket URL is never sent.
 func (c *Client) fileInput(ctx context.Context, img provider.Image, what string) (string, error) {
-	if strings.HasPrefix(img.URL, "https://") || strings.HasPrefix(img.URL, "http://") {
-		return img.URL, nil
+	if u := img.FetchURL(); strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
+		return u, nil
 	}
 	if len(img.Data) == 0 {
 		return "", c.errorf(provider.Input, "no %s image", what)

@@ -24,6 +24,10 @@ const (
 	statusAborted    = "aborted"
 )
 
+// codeDataRemoved is the Code of the error for a succeeded prediction whose
+// output Replicate already deleted.
+const codeDataRemoved = "data_removed"
+
 // maxBody caps a JSON answer (predictions echo their inputs, data URLs
 // included, and carry logs).
 const maxBody = 16 << 20
@@ -32,6 +36,7 @@ const maxBody = 16 << 20
 type prediction struct {
 	ID          string          `json:"id"`
 	Status      string          `json:"status"`
+	CreatedAt   string          `json:"created_at"`
 	Output      json.RawMessage `json:"output"`
 	Error       json.RawMessage `json:"error"`
 	Logs        string          `json:"logs"`
@@ -51,14 +56,32 @@ func (p *prediction) hasOutput() bool {
 	return true
 }
 
-// run creates a prediction for model with input and waits until it ends.
-// For image models (text false) a present output ends the wait even while
-// the status is still "processing"; text models wait for "succeeded", since
-// their output may still be growing.
+// run creates a prediction for model with input and waits until it ends
+// (Client.Tags; Generate creates and waits in two steps).
 func (c *Client) run(ctx context.Context, model string, input map[string]any, text bool) (*prediction, error) {
 	p, err := c.create(ctx, model, input)
 	if err != nil {
 		return nil, err
+	}
+	return c.wait(ctx, p, text, false)
+}
+
+// wait polls p until it ends. For image models (text false) a present
+// output ends the wait even while the status is still "processing"; text
+// models wait for "succeeded", since their output may still be growing.
+//
+// When the wait is cut short (ctx done, polls failing), p is canceled
+// unless keep is set: a prediction the caller recorded for a redelivery to
+// resume (Request.OnPending, Request.Resume) is left running, since
+// canceling it would throw away what was paid for; Cancel-After still
+// bounds it on Replicate's side.
+func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*prediction, error) {
+	abandon := func(cause error) error {
+		if keep {
+			return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: p.ID,
+				Message: "stopped waiting for the prediction; left it running for a redelivery to resume", Err: cause}
+		}
+		return c.abandon(ctx, p, cause)
 	}
 	fails := 0
 	var wait time.Duration
@@ -67,12 +90,12 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 			return p, err
 		}
 		if err := sleep(ctx, max(c.cfg.PollInterval, wait)); err != nil {
-			return nil, c.abandon(ctx, p, err)
+			return nil, abandon(err)
 		}
 		next, err := c.get(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, c.abandon(ctx, p, ctx.Err())
+				return nil, abandon(ctx.Err())
 			}
 			// A failed poll does not fail the prediction: tolerate a few
 			// transient ones (honouring a 429's wait) before giving up,
@@ -82,7 +105,9 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 				wait = provider.RetryAfterOf(err)
 				continue
 			}
-			c.cancelPrediction(ctx, p)
+			if !keep {
+				c.cancelPrediction(ctx, p)
+			}
 			return nil, err
 		}
 		fails, wait = 0, 0
@@ -102,11 +127,11 @@ func (c *Client) settled(p *prediction, text bool) (bool, error) {
 		if p.hasOutput() {
 			return true, nil
 		}
-		msg := "prediction succeeded without output"
+		e := &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: p.ID, Message: "prediction succeeded without output"}
 		if p.DataRemoved {
-			msg = "prediction output was already removed (data retention expired)"
+			e.Code, e.Message = codeDataRemoved, "prediction output was already removed (data retention expired)"
 		}
-		return true, &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: p.ID, Message: msg}
+		return true, e
 	}
 	// starting, processing, or a status this adapter does not know yet
 	// (polling continues; Cancel-After bounds it server-side).

@@ -28,6 +28,21 @@
 // prediction stops billing. A create request cut off by ctx has no id yet;
 // Cancel-After is the backstop that stops such orphans server-side.
 //
+// # Resuming a paid prediction
+//
+// When the caller sets Request.OnPending, Generate reports the prediction
+// (id, urls.get, created_at) right after the create is accepted, before it
+// waits or downloads, even when sync mode already returned the output. Such
+// a recorded prediction is never canceled by the adapter: a worker that
+// stops waiting (shutdown, crash, deadline) leaves it running, and the
+// task's redelivery passes it back as Request.Resume. Generate then makes no
+// create: it reads the prediction (urls.get when it points at BaseURL's
+// host, else GET /predictions/{id}) and carries on polling and downloading
+// as above. A prediction Replicate no longer knows (404), or whose output
+// was removed (data_removed, or the download answers 404/410), is an error
+// matching provider.ErrGone, and the caller creates a new one; a resumed
+// prediction that failed or was canceled is classified as usual.
+//
 // # Rate budget
 //
 // Replicate allows 600 creates and 3,000 other requests (polls, cancels,
@@ -40,10 +55,12 @@
 // # Inputs
 //
 // The reference image goes to the model's reference field as its
-// Reference.URL when that is an http(s) URL, as a data: URL when it is at most
-// 256 KiB, and otherwise as the urls.get of a POST /files upload, cached per
-// SHA-256 for the life of the Client (re-uploaded shortly before the file
-// expires). Per model:
+// Reference.URL when that is an http(s) URL on a public host
+// (provider.Image.FetchURL; a private bucket URL such as 127.0.0.1:9000 or
+// minio:9000 is never sent), as a data: URL when it is at most 256 KiB, and
+// otherwise as the urls.get of a POST /files upload, cached per SHA-256 for
+// the life of the Client (re-uploaded shortly before the file expires). The
+// inpainting image and mask go the same way. Per model:
 //
 //   - flux-kontext-pro / -max: input_image; safety_tolerance is clamped to 2,
 //     the maximum Replicate allows with an input image.
@@ -219,7 +236,8 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Generate runs one prediction for req and returns its downloaded output.
-// It makes one create request; see the package documentation for the steps.
+// It makes one create request, or none when req.Resume names a prediction
+// an earlier delivery created; see the package documentation for the steps.
 func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.Result, error) {
 	m, ok := c.cfg.Registry.Lookup(ProviderName + ":" + req.Model)
 	if !ok {
@@ -228,14 +246,32 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if m.Output == provider.OutputText {
 		return nil, c.errorf(provider.Input, "%s is a text model; use Client.Tags", req.Model)
 	}
-	input, err := c.input(ctx, m, req)
+	began := time.Now()
+	resumed := req.Resume != nil
+	var p *prediction
+	var err error
+	if resumed {
+		p, err = c.resume(ctx, *req.Resume)
+		if !req.Resume.CreatedAt.IsZero() {
+			began = req.Resume.CreatedAt
+		}
+	} else {
+		var input map[string]any
+		if input, err = c.input(ctx, m, req); err != nil {
+			return nil, err
+		}
+		if p, err = c.create(ctx, req.Model, input); err == nil && req.OnPending != nil {
+			// Before any wait or download: a worker that dies from here on
+			// is redelivered with this prediction to resume.
+			req.OnPending(c.pending(p, began))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	began := time.Now()
-	p, err := c.run(ctx, req.Model, input, false)
-	if err != nil {
-		return nil, err
+	recorded := resumed || req.OnPending != nil
+	if p, err = c.wait(ctx, p, false, recorded); err != nil {
+		return nil, c.gone(resumed, err)
 	}
 	out, err := c.outputURL(p)
 	if err != nil {
@@ -246,6 +282,9 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		var pe *provider.Error
 		if errors.As(err, &pe) {
 			pe.RequestID = p.ID
+			if resumed && (pe.Status == http.StatusNotFound || pe.Status == http.StatusGone) {
+				return nil, provider.GoneError(ProviderName, p.ID, "the resumed prediction's output was removed: "+pe.Message)
+			}
 		}
 		return nil, err
 	}

@@ -120,6 +120,7 @@ func TestConformance(t *testing.T) {
 					return newClient(t, baseURL)
 				},
 				Model: m.name, Params: m.params, Key: providertest.ReplicateToken, Provider: replicate.ProviderName,
+				FetchesURLs: true,
 			})
 		})
 	}
@@ -543,12 +544,17 @@ func TestPollInterval(t *testing.T) {
 
 func TestCancelOnContextEnd(t *testing.T) {
 	t.Parallel()
-	fake, c := setup(t)
+	fake := providertest.NewReplicate(t)
 	fake.RunTime(time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The caller gives up after the second poll (no OnPending: nobody
+	// recorded the prediction, so nobody will resume it).
+	c := newClient(t, fake.URL(), func(cfg *replicate.Config) {
+		cfg.HTTPClient = providertest.ClientThatDies(2, isPoll, cancel)
+	})
 	_, err := c.Generate(ctx, request("black-forest-labs/flux-kontext-pro", nil))
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v; want the context's", err)
 	}
 	var pe *provider.Error

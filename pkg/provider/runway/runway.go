@@ -11,7 +11,11 @@
 //  1. POST {BaseURL}/v1/text_to_image with the model, the prompt, the ratio
 //     mapped from aspect_ratio and resolution, the seed, and the character
 //     reference as referenceImages[0] tagged with a tag derived from
-//     req.Character (see Tag); the prompt is made to mention @tag;
+//     req.Character (see Tag); the prompt is made to mention @tag. The
+//     reference goes as a public https URL when it has one, else as a data
+//     URI (at most 5 MB), else through an ephemeral upload (POST
+//     /v1/uploads, then the file to the presigned form it returns, without
+//     the key) as its runway:// URI;
 //  2. polls GET /v1/tasks/{id} every PollInterval (Runway updates tasks
 //     about every 5 s) through PENDING, THROTTLED and RUNNING;
 //  3. on SUCCEEDED downloads output[0] at once with provider.Fetch. If that
@@ -22,7 +26,19 @@
 // If Generate gives up on a task that has not finished (ctx done, a failed
 // poll), it sends DELETE /v1/tasks/{id}, best effort and bounded by
 // Config.CancelTimeout, so the abandoned task stops occupying one of the
-// account's concurrency slots.
+// account's concurrency slots; unless the caller recorded the task (see
+// below), in which case it is left running for the redelivery.
+//
+// # Resuming a paid task
+//
+// When the caller sets Request.OnPending, Generate reports the task id right
+// after the submit is accepted, before it polls. With Request.Resume set to
+// such a task, Generate submits nothing: it polls GET /v1/tasks/{id} at once
+// and downloads the output as above (Runway re-issues output URLs on every
+// fetch of the task, so a finished task's output can be downloaded again
+// within its 24-48 h). A task Runway no longer has (404: deleted, purged) is
+// an error matching provider.ErrGone, and the caller submits a new one; a
+// resumed task that FAILED or was CANCELLED is classified as usual.
 //
 // Every request carries Authorization: Bearer <key> and X-Runway-Version:
 // 2024-11-06. The key is never put into an error.
@@ -60,7 +76,6 @@ import (
 	_ "image/png"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -99,6 +114,10 @@ const (
 	// (5 MB, counted on the encoded URI to stay on the safe side). Larger
 	// references need an https URL (provider.Image.URL).
 	MaxDataURIBytes = 5_000_000
+	// MaxUploadBytes is the largest reference sent through Runway's
+	// ephemeral upload (POST /v1/uploads), used for references too large
+	// for a data URI when no public URL is at hand.
+	MaxUploadBytes = 200_000_000
 	// MaxPromptUnits is the promptText limit in UTF-16 code units.
 	MaxPromptUnits = 1000
 	// MinReferenceAspect and MaxReferenceAspect bound a reference image's
@@ -201,9 +220,11 @@ type task struct {
 // Generate runs one Gen-4 Image task for req and returns its downloaded
 // output. req.Model is "gen4_image" or "gen4_image_turbo".
 //
-// The reference is sent as its https URL when req.Reference.URL is one
-// (Runway fetches it after a HEAD check that some presigned GET-only URLs
+// The reference is sent as its https URL when Runway could fetch it
+// (provider.Image.FetchURL: a public host, or no bytes to send instead;
+// Runway fetches it after a HEAD check that some presigned GET-only URLs
 // fail), else as a data URI of req.Reference.Data (at most MaxDataURIBytes).
+// A private bucket URL is never sent.
 // A reference whose aspect ratio is outside 0.5..2, an aspect_ratio with no
 // Runway size, a missing reference for the Turbo model, masked inpainting
 // (req.Image) and a prompt over 1000 UTF-16 units are Input errors, returned
@@ -216,39 +237,46 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
-	}
-
 	began := time.Now()
-	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/text_to_image", payload)
-	if err != nil {
-		return nil, c.transportError("submit", "", err)
+	var id string
+	resumed := req.Resume != nil
+	if resumed {
+		p := *req.Resume
+		if p.Provider != ProviderName || p.ID == "" {
+			return nil, provider.GoneError(ProviderName, p.ID, "nothing to resume: the pending request is not a Runway task ("+p.Provider+")")
+		}
+		id = p.ID
+		if !p.CreatedAt.IsZero() {
+			began = p.CreatedAt
+		}
+	} else {
+		if len(body.ReferenceImages) > 0 && body.ReferenceImages[0].URI == "" {
+			if body.ReferenceImages[0].URI, err = c.upload(ctx, req.Reference.Data); err != nil {
+				return nil, err
+			}
+		}
+		if id, err = c.submit(ctx, body); err != nil {
+			return nil, err
+		}
+		if req.OnPending != nil {
+			req.OnPending(provider.Pending{Provider: ProviderName, ID: id, CreatedAt: began.UTC()})
+		}
 	}
-	if status < 200 || status > 299 {
-		return nil, c.classify(status, hdr, respBody, "")
-	}
-	var created struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(respBody, &created); err != nil || created.ID == "" {
-		return nil, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
-			Message: "submit answer is not {id}: " + c.clip(string(respBody)), Err: err}
-	}
-	id := created.ID
 
-	done := false // the task reached a terminal state or is gone
+	// A task the caller recorded (OnPending, Resume) is left running when
+	// Generate gives up: its redelivery resumes it. Others are deleted so
+	// they stop holding a concurrency slot.
+	done := resumed || req.OnPending != nil
 	defer func() {
 		if !done {
 			c.cancel(ctx, id)
 		}
 	}()
-	t, err := c.wait(ctx, id, &done)
+	t, err := c.wait(ctx, id, &done, resumed)
 	if err != nil {
 		return nil, err
 	}
-	img, err := c.download(ctx, id, t)
+	img, err := c.download(ctx, id, t, resumed)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +290,29 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		res.RevisedPrompt = body.PromptText
 	}
 	return res, nil
+}
+
+// submit creates the task and returns its id.
+func (c *Client) submit(ctx context.Context, body createRequest) (string, error) {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return "", &provider.Error{Class: provider.Input, Provider: ProviderName, Message: "encode request", Err: err}
+	}
+	status, hdr, respBody, err := c.do(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/text_to_image", payload)
+	if err != nil {
+		return "", c.transportError("submit", "", err)
+	}
+	if status < 200 || status > 299 {
+		return "", c.classify(status, hdr, respBody, "")
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(respBody, &created); err != nil || created.ID == "" {
+		return "", &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response",
+			Message: "submit answer is not {id}: " + c.clip(string(respBody)), Err: err}
+	}
+	return created.ID, nil
 }
 
 // buildRequest validates req and maps it to the wire body.
@@ -288,12 +339,14 @@ func (c *Client) buildRequest(req provider.Request) (createRequest, provider.Mod
 	}
 
 	body := createRequest{Model: model.Name, PromptText: req.Prompt, Ratio: ratio, Seed: req.Seed}
-	uri, err := referenceURI(req.Reference)
+	uri, upload, err := referenceURI(req.Reference)
 	if err != nil {
 		return createRequest{}, provider.Model{}, inputErr("invalid_reference", err.Error())
 	}
 	switch {
-	case uri != "":
+	case uri != "" || upload:
+		// An upload's runway:// URI is filled in by Generate, just before
+		// the submit (a resumed task needs none).
 		tag := Tag(req.Character)
 		body.ReferenceImages = []referenceImage{{URI: uri, Tag: tag}}
 		body.PromptText = PromptWithTag(req.Prompt, req.Character, tag)
@@ -310,8 +363,28 @@ func (c *Client) buildRequest(req provider.Request) (createRequest, provider.Mod
 }
 
 // referenceURI returns the reference as Runway takes it: an https URL, or a
-// data URI of at most MaxDataURIBytes; "" when there is no reference.
-func referenceURI(img provider.Image) (string, error) {
+// data URI of at most MaxDataURIBytes; "" when there is no reference. It
+// reports upload instead when the bytes are too large for a data URI but
+// within MaxUploadBytes: they go through Runway's ephemeral upload.
+func referenceURI(img provider.Image) (uri string, upload bool, err error) {
+	uri, err = referenceInline(img)
+	var big *tooBig
+	if errors.As(err, &big) && big.bytes <= MaxUploadBytes {
+		return "", true, nil
+	}
+	return uri, false, err
+}
+
+// tooBig is referenceInline's error for bytes over the data URI limit.
+type tooBig struct{ bytes, uri int }
+
+func (e *tooBig) Error() string {
+	return fmt.Sprintf("reference is %.1f MB as a data URI and %.1f MB in all; Runway takes at most 5 MB as a data URI and %d MB by upload",
+		float64(e.uri)/1e6, float64(e.bytes)/1e6, MaxUploadBytes/1_000_000)
+}
+
+// referenceInline is referenceURI without the upload.
+func referenceInline(img provider.Image) (string, error) {
 	if len(img.Data) > 0 {
 		if cfg, _, err := image.DecodeConfig(bytes.NewReader(img.Data)); err == nil && cfg.Height > 0 {
 			if a := float64(cfg.Width) / float64(cfg.Height); a < MinReferenceAspect || a > MaxReferenceAspect {
@@ -319,8 +392,10 @@ func referenceURI(img provider.Image) (string, error) {
 			}
 		}
 	}
-	if strings.HasPrefix(img.URL, "https://") {
-		return img.URL, nil
+	if u := img.FetchURL(); strings.HasPrefix(u, "https://") {
+		// A URL Runway could fetch: a public one, or all there is. A
+		// private bucket URL is never sent when the bytes are at hand.
+		return u, nil
 	}
 	if len(img.Data) == 0 {
 		if img.URL != "" {
@@ -335,126 +410,9 @@ func referenceURI(img provider.Image) (string, error) {
 	}
 	uri := provider.DataURI(img.Data)
 	if len(uri) > MaxDataURIBytes {
-		return "", fmt.Errorf("reference is %.1f MB as a data URI; Runway takes at most 5 MB that way, give it an https URL", float64(len(uri))/1e6)
+		return "", &tooBig{bytes: len(img.Data), uri: len(uri)}
 	}
 	return uri, nil
-}
-
-// wait polls the task until it succeeds or fails. It sets *done once the
-// task no longer runs on Runway's side.
-func (c *Client) wait(ctx context.Context, id string, done *bool) (task, error) {
-	timer := time.NewTimer(c.cfg.PollInterval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return task{}, c.transportError("wait for task", id, ctx.Err())
-		case <-timer.C:
-		}
-		t, err := c.getTask(ctx, id)
-		if err != nil {
-			if err.Code == "task_not_found" {
-				*done = true
-			}
-			return task{}, err
-		}
-		switch t.Status {
-		case statusSucceeded:
-			*done = true
-			if len(t.Output) == 0 || t.Output[0] == "" {
-				return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "malformed_response", RequestID: id,
-					Message: "SUCCEEDED without output"}
-			}
-			return t, nil
-		case statusFailed:
-			*done = true
-			msg := t.Failure
-			if msg == "" {
-				msg = "task failed"
-			}
-			return task{}, &provider.Error{Class: ClassifyFailure(t.FailureCode), Provider: ProviderName, Code: t.FailureCode, RequestID: id,
-				Message: c.clip(msg)}
-		case statusCancelled:
-			*done = true
-			return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: statusCancelled, RequestID: id,
-				Message: "task was cancelled or deleted"}
-		}
-		// PENDING, THROTTLED (over the tier's concurrency: queued by
-		// Runway, not a failure), RUNNING, and any status added later keep
-		// polling; ctx bounds the wait.
-		timer.Reset(c.cfg.PollInterval)
-	}
-}
-
-// getTask fetches the task once.
-func (c *Client) getTask(ctx context.Context, id string) (task, *provider.Error) {
-	status, hdr, body, err := c.do(ctx, http.MethodGet, c.taskURL(id), nil)
-	if err != nil {
-		return task{}, c.transportError("poll", id, err)
-	}
-	if status == http.StatusNotFound {
-		return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "task_not_found", RequestID: id,
-			Message: "task no longer exists: " + c.bodyMessage(body)}
-	}
-	if status != http.StatusOK {
-		return task{}, c.classify(status, hdr, body, id)
-	}
-	var t task
-	if err := json.Unmarshal(body, &t); err != nil || t.Status == "" {
-		return task{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response", RequestID: id,
-			Message: "task answer is not a task: " + c.clip(string(body)), Err: err}
-	}
-	return t, nil
-}
-
-// download fetches the task's first output. An expired URL is re-issued by
-// fetching the task once more.
-func (c *Client) download(ctx context.Context, id string, t task) (provider.Image, error) {
-	img, err := provider.Fetch(ctx, c.cfg.HTTPClient, ProviderName, t.Output[0])
-	if err == nil {
-		return img, nil
-	}
-	var pe *provider.Error
-	if !errors.As(err, &pe) || !expired(pe.Status) || ctx.Err() != nil {
-		if pe != nil {
-			pe.RequestID = id
-		}
-		return provider.Image{}, err
-	}
-	fresh, ferr := c.getTask(ctx, id)
-	if ferr != nil {
-		return provider.Image{}, ferr
-	}
-	if fresh.Status != statusSucceeded || len(fresh.Output) == 0 {
-		return provider.Image{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Code: "output_expired", RequestID: id,
-			Message: fmt.Sprintf("output URL expired and the re-fetched task is %s without output", fresh.Status)}
-	}
-	img, err = provider.Fetch(ctx, c.cfg.HTTPClient, ProviderName, fresh.Output[0])
-	if err != nil {
-		if errors.As(err, &pe) {
-			pe.RequestID = id
-			pe.Code = "output_expired"
-			pe.Message = "output URL still unusable after re-fetching the task: " + pe.Message
-		}
-		return provider.Image{}, err
-	}
-	return img, nil
-}
-
-func expired(status int) bool {
-	return status == http.StatusNotFound || status == http.StatusGone || status == http.StatusForbidden
-}
-
-// cancel deletes an abandoned task, best effort: Runway cancels it if it is
-// PENDING, THROTTLED or RUNNING. It runs even when ctx is done.
-func (c *Client) cancel(ctx context.Context, id string) {
-	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.CancelTimeout)
-	defer stop()
-	_, _, _, _ = c.do(cctx, http.MethodDelete, c.taskURL(id), nil)
-}
-
-func (c *Client) taskURL(id string) string {
-	return c.cfg.BaseURL + "/v1/tasks/" + url.PathEscape(id)
 }
 
 // do sends one request with Runway's headers and reads the answer.
@@ -484,135 +442,3 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte) (int, ht
 	}
 	return resp.StatusCode, resp.Header, data, nil
 }
-
-// transportError wraps a failure to get an HTTP answer (network error, ctx
-// done) as a Transient error; errors.Is(err, context.Canceled) still works.
-func (c *Client) transportError(op, id string, err error) *provider.Error {
-	msg := op + ": no answer"
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		msg = op + ": gave up (context done)"
-	}
-	return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: id, Message: msg, Err: redactErr(err, c.cfg.APIKey)}
-}
-
-// Classify maps a non-2xx Runway answer to a *provider.Error. Generate uses
-// it for every HTTP failure; rateWait is the wait reported on a 429 without
-// Retry-After.
-func Classify(status int, header http.Header, body []byte, rateWait time.Duration) *provider.Error {
-	e := &provider.Error{Provider: ProviderName, Status: status, Message: errorMessage(body)}
-	switch {
-	case status == http.StatusTooManyRequests:
-		e.Class = provider.Rate
-		e.RetryAfter = provider.RetryAfter(header, time.Now())
-		if e.RetryAfter == 0 {
-			e.RetryAfter = rateWait
-		}
-	case status == http.StatusBadRequest && mentionsCredits(e.Message):
-		// Runway reports an empty balance as a 400 (wording unconfirmed).
-		e.Class, e.Code = provider.Billing, "insufficient_credits"
-	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusPaymentRequired:
-		e.Class = provider.Billing
-	case status == http.StatusRequestTimeout:
-		e.Class = provider.Transient
-	case status >= 400 && status < 500:
-		e.Class = provider.Input
-	default:
-		e.Class = provider.Transient
-	}
-	if e.Message == "" {
-		e.Message = http.StatusText(status)
-	}
-	return e
-}
-
-// ClassifyFailure maps a FAILED task's failureCode to a class. Codes are
-// dot-separated, most generic segment first; unknown codes are Transient so
-// the queue's bounded retries decide.
-func ClassifyFailure(code string) provider.Class {
-	has := func(prefix string) bool { return code == prefix || strings.HasPrefix(code, prefix+".") }
-	switch {
-	case has("SAFETY"), has("INPUT_PREPROCESSING.SAFETY"):
-		return provider.Safety
-	case has("ASSET.INVALID"):
-		return provider.Input
-	case has("INTERNAL.BAD_OUTPUT"), has("INPUT_PREPROCESSING.INTERNAL"), has("INTERNAL"):
-		return provider.Transient
-	}
-	return provider.Transient
-}
-
-func mentionsCredits(msg string) bool {
-	m := strings.ToLower(msg)
-	return strings.Contains(m, "enough credits") || strings.Contains(m, "insufficient credits") || strings.Contains(m, "credit balance")
-}
-
-// errorMessage reads Runway's {"error": "...", "issues": [...]} body.
-func errorMessage(body []byte) string {
-	var b struct {
-		Error  string `json:"error"`
-		Issues []struct {
-			Message string `json:"message"`
-			Path    []any  `json:"path"`
-		} `json:"issues"`
-	}
-	if json.Unmarshal(body, &b) != nil {
-		return strings.TrimSpace(string(body))
-	}
-	parts := []string{}
-	if b.Error != "" {
-		parts = append(parts, b.Error)
-	}
-	for _, is := range b.Issues {
-		path := make([]string, 0, len(is.Path))
-		for _, p := range is.Path {
-			path = append(path, fmt.Sprint(p))
-		}
-		parts = append(parts, strings.TrimPrefix(strings.Join(path, ".")+": ", ": ")+is.Message)
-	}
-	if len(parts) == 0 {
-		return strings.TrimSpace(string(body))
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (c *Client) classify(status int, header http.Header, body []byte, id string) *provider.Error {
-	e := Classify(status, header, body, c.cfg.DefaultRateWait)
-	e.RequestID = id
-	e.Message = c.clip(e.Message)
-	return e
-}
-
-func (c *Client) bodyMessage(body []byte) string { return c.clip(errorMessage(body)) }
-
-// clip shortens provider text for an error message and removes the key,
-// should a provider ever echo it.
-func (c *Client) clip(s string) string {
-	if c.cfg.APIKey != "" {
-		s = strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
-	}
-	s = strings.TrimSpace(s)
-	if len(s) <= 300 {
-		return s
-	}
-	cut := 300
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// redactErr keeps err's chain but hides the key from its text.
-func redactErr(err error, key string) error {
-	if err == nil || key == "" || !strings.Contains(err.Error(), key) {
-		return err
-	}
-	return &redacted{err: err, msg: strings.ReplaceAll(err.Error(), key, "[redacted]")}
-}
-
-type redacted struct {
-	err error
-	msg string
-}
-
-func (r *redacted) Error() string { return r.msg }
-func (r *redacted) Unwrap() error { return r.err }

@@ -77,7 +77,7 @@ func TestConformance(t *testing.T) {
 				Model:    model,
 				Params:   params,
 				Key:      providertest.RunwayKey,
-				Provider: runway.ProviderName,
+				Provider: runway.ProviderName, FetchesURLs: true,
 			})
 		})
 	}
@@ -285,17 +285,26 @@ func TestGenerateRefetchesExpiredOutput(t *testing.T) {
 
 func TestGenerateDeletesAbandonedTask(t *testing.T) {
 	t.Parallel()
-	fake, c := setup(t)
+	fake := providertest.NewRunway(t)
 	fake.Script(providertest.Slow) // the task stays RUNNING
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	began := time.Now()
-	_, err := c.Generate(ctx, request("gen4_image", nil))
-	if took := time.Since(began); took > 2*time.Second {
-		t.Errorf("returned after %s; want promptly at the deadline", took)
+	var died time.Time
+	// The caller gives up after the second poll.
+	poll := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/tasks/")
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || provider.ClassOf(err) != provider.Transient {
-		t.Errorf("error %v; want a Transient error wrapping the deadline", err)
+	hc := providertest.ClientThatDies(2, poll, func() { died = time.Now(); cancel() })
+	c, err := runway.New(runway.Config{BaseURL: fake.URL(), APIKey: providertest.RunwayKey, PollInterval: 10 * time.Millisecond, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Generate(ctx, request("gen4_image", nil))
+	if took := time.Since(died); took > 2*time.Second {
+		t.Errorf("returned %s after ctx ended; want promptly", took)
+	}
+	if !errors.Is(err, context.Canceled) || provider.ClassOf(err) != provider.Transient {
+		t.Errorf("error %v; want a Transient error wrapping the cancellation", err)
 	}
 	reqs := fake.Requests()
 	last := reqs[len(reqs)-1]
