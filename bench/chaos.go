@@ -219,8 +219,8 @@ func runChaos(ctx context.Context, cfg Config) (_ Result, err error) {
 		sort.Strings(parts)
 		e.progressf("records not succeeded: %s", strings.Join(parts, ", "))
 	}
-	e.progressf("sim: %d creates, %d paid predictions (%d moderated, %d blank), %d answered 503, %d random 429s, %d limit 429s, %d refused in the outage, %d invalid; max %d in flight",
-		ss.Creates, ss.Created, ss.Moderated, ss.Blank, ss.ServerErrors, ss.ThrottledRandom, ss.Throttled-ss.ThrottledRandom, ss.OutageRefused, ss.Invalid, ss.MaxInFlight)
+	e.progressf("sim: %d creates, %d paid predictions (%d moderated, %d blank, %d repeating an earlier one's exact input: see sim-provider.log), %d answered 503, %d random 429s, %d limit 429s, %d refused in the outage, %d invalid; max %d in flight",
+		ss.Creates, ss.Created, ss.Moderated, ss.Blank, ss.RepeatedCreates, ss.ServerErrors, ss.ThrottledRandom, ss.Throttled-ss.ThrottledRandom, ss.OutageRefused, ss.Invalid, ss.MaxInFlight)
 	e.progressf("makespan %.1fs against bound %.1fs + outage %.1fs + %.0fs = %.1fs", makespan.Seconds(), bound.Seconds(), outage.Seconds(), slack.Seconds(), (bound + outage + slack).Seconds())
 	return res, nil
 }

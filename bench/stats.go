@@ -20,6 +20,7 @@ type simStats struct {
 	Invalid              int64 `json:"invalid"`
 	Blank                int64 `json:"blank"`
 	Moderated            int64 `json:"moderated"`
+	RepeatedCreates      int64 `json:"repeated_creates"`
 	OutageRefused        int64 `json:"outage_refused"`
 	OutageCreates        int64 `json:"outage_creates"`
 	InFlight             int   `json:"in_flight"`

@@ -153,11 +153,14 @@ type Server struct {
 	refs          refCache
 	mux           *http.ServeMux
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	salt    uint64
-	ids     uint64
-	preds   map[string]*prediction
+	mu    sync.Mutex
+	rng   *rand.Rand
+	salt  uint64
+	ids   uint64
+	preds map[string]*prediction
+	// inputs maps each created prediction's createRequest.inputKey to its
+	// id and creation time, for Stats.RepeatedCreates.
+	inputs  map[[32]byte]firstCreate
 	order   []*prediction // creation order, for MaxPredictions
 	flight  flight        // in-flight predictions by end time
 	files   map[string]*upload
@@ -310,6 +313,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x73696d2d73727672)), // "sim-srvr"
 		salt:   splitmix(uint64(cfg.Seed)),
 		preds:  make(map[string]*prediction),
+		inputs: make(map[[32]byte]firstCreate),
 		files:  make(map[string]*upload),
 
 		perModel:    make(map[string]*modelState),
@@ -521,6 +525,12 @@ func (s *Server) firstEndLocked(model string) time.Time {
 	return first
 }
 
+// firstCreate is the first prediction created for an exact input.
+type firstCreate struct {
+	id string
+	at time.Time
+}
+
 // createLocked makes the prediction for an admitted create.
 func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *prediction {
 	b := req.behavior
@@ -558,6 +568,13 @@ func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *predic
 		}
 	}
 	s.preds[p.id] = p
+	if first, ok := s.inputs[req.inputKey]; ok {
+		s.st.RepeatedCreates++
+		s.cfg.Logger.Info("sim server: prediction repeats an earlier one's exact input (paid twice)",
+			"prediction_id", p.id, "model", p.model, "first_id", first.id, "first_created", first.at, "since_first_s", now.Sub(first.at).Seconds())
+	} else if len(s.inputs) < s.cfg.MaxPredictions {
+		s.inputs[req.inputKey] = firstCreate{p.id, now}
+	}
 	s.order = append(s.order, p)
 	if len(s.order) > s.cfg.MaxPredictions {
 		old := s.order[0]

@@ -47,7 +47,10 @@ type createRequest struct {
 	model    string
 	behavior ModelBehavior
 	input    json.RawMessage // echo, with data: URIs elided
-	prompt   string          // prompt, or the text of a tags model
+	// inputKey identifies the exact request: the model and the whole
+	// input, data URIs included (see Stats.RepeatedCreates).
+	inputKey [sha256.Size]byte
+	prompt   string // prompt, or the text of a tags model
 	seed     int64
 	hasSeed  bool
 	aspect   string // "W:H" or "match_input_image"
@@ -140,6 +143,8 @@ func (s *Server) parseCreate(w http.ResponseWriter, r *http.Request, model strin
 	if err != nil { // unreachable: the map came from JSON
 		return nil, badRequest("input: %v", err)
 	}
+	full, _ := json.Marshal(in.Input) // keys sorted: the same input, the same bytes
+	req.inputKey = sha256.Sum256(append([]byte(model+"\x00"), full...))
 	return req, nil
 }
 

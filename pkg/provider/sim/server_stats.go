@@ -36,6 +36,13 @@ type Stats struct {
 	ServerErrors int64 `json:"server_errors"`
 	// Invalid counts creates answered 400, 404, 413 or 422.
 	Invalid int64 `json:"invalid"`
+	// RepeatedCreates counts the predictions created whose model and whole
+	// input (prompt, seed, references, every parameter) are those of an
+	// earlier created prediction: the same attempt paid for twice, as when
+	// a client loses track of a prediction and creates it again instead of
+	// polling it. A retry with a new seed is not a repeat. Each is logged
+	// (info) with the first prediction's id and time.
+	RepeatedCreates int64 `json:"repeated_creates"`
 	// OutageRefused counts provider requests answered 503 because an
 	// outage was on (StartOutage); they are not counted anywhere else.
 	OutageRefused int64 `json:"outage_refused"`
@@ -253,6 +260,7 @@ func (s *Server) Reset() {
 	now := s.cfg.Now()
 	s.advanceLocked(now)
 	s.st = Stats{Since: now, MaxInFlight: len(s.flight)}
+	clear(s.inputs)
 	s.accepts.ts = s.accepts.ts[:0]
 	for _, ms := range s.perModel {
 		ms.st = ModelStats{MaxInFlight: ms.inFlight}
