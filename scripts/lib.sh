@@ -66,6 +66,13 @@ infra_ensure_redis() {
 	command -v redis-server >/dev/null || infra_apt_install redis-server
 }
 
+# infra_ensure_chromium: Debian's chromium for the dashboard's browser
+# tests (chromedp drives /usr/bin/chromium; no browser is ever downloaded),
+# with fonts so screenshots have readable text.
+infra_ensure_chromium() {
+	[[ -x /usr/bin/chromium ]] || infra_apt_install --no-install-recommends chromium fonts-liberation
+}
+
 # infra_ensure_cc: a C compiler, which go test -race needs (cgo).
 infra_ensure_cc() {
 	local cc

@@ -2,8 +2,8 @@
 #
 # scripts/test.sh: the one test command, for people and CI alike.
 #
-# It installs what is missing (redis-server from Debian, MinIO built once
-# from its Go module into the cache), starts a throwaway Redis and MinIO on
+# It installs what is missing (redis-server and chromium from Debian, MinIO
+# built once from its Go module into the cache), starts a throwaway Redis and MinIO on
 # free loopback ports, runs `go vet` and `go test -race` against them, and
 # stops them again however the run ends. Integration tests find the servers
 # through LIKENESS_TEST_* variables and, with LIKENESS_TEST_REQUIRE_INFRA=1,
@@ -21,6 +21,8 @@
 # Environment:
 #   LIKENESS_CACHE  where MinIO is built (default $XDG_CACHE_HOME/likeness,
 #                   or ~/.cache/likeness)
+#   LIKENESS_SCREENSHOTS  a directory: the dashboard's browser tests save
+#                   screenshots of the run page there
 #
 # The exit status is go test's (or go vet's, if vet fails first).
 set -euo pipefail
@@ -80,6 +82,7 @@ export CGO_ENABLED=1 # -race needs cgo
 infra_ensure_cc
 infra_ensure_redis
 infra_ensure_minio
+infra_ensure_chromium
 
 infra_log "go vet ${pkgs[*]}"
 go vet "${pkgs[@]}"

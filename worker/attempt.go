@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/likeness-run/likeness/pkg/imagecheck"
@@ -49,6 +50,16 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	n := len(history) + 1
 	seed := spec.RetrySeed(p.Seed, outputSpent)
 	resume, rseed, resuming := pendingOf(st, n)
+	if resuming && !resume.CreatedAt.IsZero() && w.cfg.Now().Sub(resume.CreatedAt) > w.cfg.PendingMaxAge {
+		// Older than any provider keeps a request running: whatever it
+		// became, it cannot be read any more.
+		log.WarnContext(ctx, "the open provider request is too old to resume; making a new one",
+			"provider_request_id", resume.ID, "age", w.cfg.Now().Sub(resume.CreatedAt).Round(time.Second))
+		if err := w.cfg.Runs.ClearPending(ctx, p.RunID, p.TaskID); err != nil {
+			return err
+		}
+		resume, resuming = nil, false
+	}
 	if resuming {
 		seed = rseed
 	}
@@ -99,11 +110,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 		return err
 	}
 	lease.Keep(ctx)
+	var opened atomic.Bool // a request was created and recorded in this delivery
 	req := provider.Request{
 		Model: model.Name, Prompt: p.PromptText, Character: p.Character, Reference: ref, Seed: seed,
 		Width: want.Width, Height: want.Height, Params: p.Params, Image: editImage, Mask: editMask,
 		Resume: resume,
 		OnPending: func(pp provider.Pending) {
+			opened.Store(true)
 			w.recordPending(ctx, log, p, n, seed, pp)
 		},
 	}
@@ -127,6 +140,15 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 		// Shutdown or the task's deadline: not the provider's answer. The
 		// reservation and any pending request stay for the redelivery.
 		return fmt.Errorf("interrupted: %w", err)
+	}
+	if err != nil && (resuming || opened.Load()) && errors.Is(err, provider.ErrStillPending) {
+		// The provider did not answer a poll or a download of a request
+		// it accepted: the request may be running or done and paid for.
+		// Keep it, spend no attempt, and read it again later.
+		wait := max(provider.RetryAfterOf(err), pendingPollWait)
+		log.WarnContext(ctx, "could not read the open provider request; it stays open", "wait", wait, "err", err)
+		telemetry.Requeue(ctx, "pending", wait)
+		return &waitError{Wait: wait, Err: err}
 	}
 
 	a := manifest.Attempt{N: n, Seed: seed, StartedAt: start,
@@ -201,6 +223,10 @@ func (w *Worker) check(ctx context.Context, model provider.Model, data []byte, w
 	telemetry.End(span, err)
 	return out, err
 }
+
+// pendingPollWait is the least wait before an open request whose state
+// the provider did not give is read again.
+const pendingPollWait = 2 * time.Second
 
 // recordPending keeps the provider request an attempt has open, so that a
 // redelivery resumes it instead of paying for another. A Redis that does

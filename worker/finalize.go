@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/likeness-run/likeness/pkg/artifact"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
@@ -107,12 +108,9 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	if err := w.cfg.Store.Put(ctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
 		return fmt.Errorf("store summary: %w", err)
 	}
-	var html bytes.Buffer
-	if err := manifest.RenderReport(&html, sum, records); err != nil {
-		return fmt.Errorf("render report: %w", err)
-	}
-	if err := w.cfg.Store.Put(ctx, store.ReportKey(p.RunID), html.Bytes(), "text/html; charset=utf-8"); err != nil {
-		return fmt.Errorf("store report: %w", err)
+	// Thumbnails, character sheets and the report pages: package artifact.
+	if err := artifact.Write(ctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, records); err != nil {
+		return fmt.Errorf("run artifacts: %w", err)
 	}
 	n, err := w.cfg.Runs.MarkFinalized(ctx, p.RunID)
 	if err != nil {

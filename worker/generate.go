@@ -67,10 +67,10 @@ func (w *Worker) generate(ctx context.Context, log *slog.Logger, p task.Generate
 		}
 		return nil
 	}
-	if st.Settling {
+	if st.Settling != "" {
 		rec, err := w.readRecord(ctx, p.RunID, p.TaskID)
 		switch {
-		case err == nil && rec.ContentKey == ck:
+		case err == nil && rec.ContentKey == ck && settleTag(rec) == st.Settling:
 			return w.finish(ctx, rec)
 		case err != nil && !isNotExist(err):
 			return err

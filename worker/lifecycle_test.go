@@ -358,7 +358,8 @@ func TestBudgetHoldsWithRejectedOutputs(t *testing.T) {
 func TestResubmitRedoesFailedAndSkipped(t *testing.T) {
 	t.Parallel()
 	gen := &scripted{script: map[string][]step{"flaky": {fail(provider.Input, "rejected once")}}}
-	b := setup(t, gen, nil)
+	addr, db := testenv.RedisDB(t)
+	b := setupOn(t, addr, db, gen, nil, options{concurrency: 1}) // tasks in queue order: flaky first
 	prompts := append([]string{"flaky"}, manyPrompts(5)...)
 	// $0.12 pays for three outputs (the failure costs nothing).
 	st, _ := b.run(loadSpec(t, specWith(prompts...)+"budget_usd: 0.12\n"))
@@ -512,5 +513,37 @@ func TestSystematicCheckFailureStopsPaying(t *testing.T) {
 	}
 	if r.ErrorClass != string(provider.BadOutput) || !strings.Contains(r.Error, "two seeds") || r.CostUSD != 0.08 {
 		t.Errorf("record: class %q, cost $%.2f, error %q", r.ErrorClass, r.CostUSD, r.Error)
+	}
+}
+
+// unreadable answers like a provider whose API is down after it accepted
+// the request: the poll fails, the request lives on.
+type unreadable struct {
+	*paidGen
+	failures atomic.Int64
+}
+
+func (u *unreadable) Generate(ctx context.Context, req provider.Request) (*provider.Result, error) {
+	res, err := u.paidGen.Generate(ctx, req)
+	if err == nil && u.failures.Add(-1) >= 0 {
+		return nil, provider.StillPending(&provider.Error{Class: provider.Transient, Provider: "sim", Status: 503, Message: "poll: service unavailable"})
+	}
+	return res, err
+}
+
+// TestUnreadableRequestStaysOpen: polls of a paid request that the
+// provider does not answer spend no attempt and create nothing new; the
+// request is read again later.
+func TestUnreadableRequestStaysOpen(t *testing.T) {
+	t.Parallel()
+	gen := &unreadable{paidGen: &paidGen{}}
+	gen.failures.Store(2)
+	b := setup(t, gen, nil)
+	st, recs := b.run(loadSpec(t, specWith("api down after accept")))
+	if st.Succeeded != 1 || recs[0].Attempts != 1 {
+		t.Fatalf("%d succeeded after %d attempts; want 1 after 1", st.Succeeded, recs[0].Attempts)
+	}
+	if n := gen.totalCreates(); n != 1 || gen.resumes != 2 {
+		t.Errorf("%d creates, %d resumes; want 1 and 2", n, gen.resumes)
 	}
 }

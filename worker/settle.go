@@ -120,7 +120,7 @@ func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
 	if rec.TraceID == "" {
 		rec.TraceID = telemetry.TraceID(ctx)
 	}
-	if err := w.cfg.Runs.MarkSettling(ctx, rec.Run, rec.Task); err != nil {
+	if err := w.cfg.Runs.MarkSettling(ctx, rec.Run, rec.Task, settleTag(rec)); err != nil {
 		return err
 	}
 	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
@@ -128,6 +128,10 @@ func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
 	}
 	return w.finish(ctx, rec)
 }
+
+// settleTag identifies a terminal record among those a task may have had
+// (a retried task's old record stays until the new one replaces it).
+func settleTag(rec *manifest.Record) string { return fmt.Sprintf("%s/%d", rec.Status, rec.Attempts) }
 
 // finish counts a recorded terminal state exactly once and, when it was the
 // run's last task, enqueues the run's single finalize task.

@@ -107,6 +107,10 @@ type Config struct {
 	// likeness's own infrastructure failed; the pause grows with the
 	// outage from about a second. Default 15s.
 	InfraBackoffCap time.Duration
+	// PendingMaxAge is the age past which an open provider request is not
+	// resumed but replaced: no provider keeps a request running that long
+	// (Replicate cancels at 30 minutes). Default 45m.
+	PendingMaxAge time.Duration
 	// ClaimTTL is how long a delivery's claim on its task outlives the
 	// delivery's last heartbeat (one every ClaimTTL/3). Default 8s.
 	ClaimTTL time.Duration
@@ -165,6 +169,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.InfraBackoffCap <= 0 {
 		c.InfraBackoffCap = 15 * time.Second
+	}
+	if c.PendingMaxAge <= 0 {
+		c.PendingMaxAge = 45 * time.Minute
 	}
 	if c.ClaimTTL <= 0 {
 		c.ClaimTTL = 8 * time.Second

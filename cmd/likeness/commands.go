@@ -59,6 +59,7 @@ func (a *app) workerCmd() *cobra.Command {
 		shutdown    time.Duration
 		metricsAddr string
 		sweepEvery  time.Duration
+		refCacheMiB int
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -82,6 +83,10 @@ even with no scheduler running.`,
 				return err
 			}
 			wcfg.ShutdownTimeout = shutdown
+			if refCacheMiB <= 0 {
+				return inputErr(fmt.Errorf("--ref-cache-mib must be above 0, got %d", refCacheMiB))
+			}
+			wcfg.RefCacheBytes = int64(refCacheMiB) << 20
 			w, err := worker.New(wcfg)
 			if err != nil {
 				return inputErr(err)
@@ -107,6 +112,7 @@ even with no scheduler running.`,
 		},
 	}
 	cmd.Flags().DurationVar(&sweepEvery, "sweep-every", 30*time.Second, "how often the fleet looks for complete runs whose fan-in was lost")
+	cmd.Flags().IntVar(&refCacheMiB, "ref-cache-mib", 256, "memory for reference images kept between tasks (least recently used first out), in MiB")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once, per provider")
 	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr(a.getenv, "LIKENESS_METRICS_ADDR", ""), "serve Prometheus metrics at http://ADDR/metrics (env LIKENESS_METRICS_ADDR); empty: off")

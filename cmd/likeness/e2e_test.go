@@ -306,18 +306,23 @@ func TestQuickstartEmbedded(t *testing.T) {
 	if err := json.Unmarshal(raw, &sum); err != nil || sum.Succeeded != 48 || len(sum.Models) != 3 {
 		t.Errorf("run.json: %+v, %v", sum, err)
 	}
-	// Every image the report shows exists on disk, relative to the report.
-	html, err := os.ReadFile(filepath.Join(runDir, "report", "index.html"))
-	if err != nil {
-		t.Fatal(err)
+	// Every image the report's pages show exists on disk, relative to its
+	// page; the pages show every output and a reference per prompt.
+	srcs := 0
+	for page, html := range reportPages(t, runDir) {
+		for _, m := range regexp.MustCompile(`<img[^>]+src="([^"]+)"`).FindAllStringSubmatch(html, -1) {
+			srcs++
+			if _, err := os.Stat(filepath.Join(filepath.Dir(page), filepath.FromSlash(m[1]))); err != nil {
+				t.Errorf("%s: image %s: %v", page, m[1], err)
+			}
+		}
 	}
-	srcs := regexp.MustCompile(`<img[^>]+src="([^"]+)"`).FindAllStringSubmatch(string(html), -1)
-	if len(srcs) < 48+8 {
-		t.Errorf("report shows %d images; want the 48 outputs and a reference per row", len(srcs))
+	if srcs < 48+8 {
+		t.Errorf("report shows %d images; want the 48 outputs and a reference per prompt", srcs)
 	}
-	for _, m := range srcs {
-		if _, err := os.Stat(filepath.Join(runDir, "report", filepath.FromSlash(m[1]))); err != nil {
-			t.Errorf("report image %s: %v", m[1], err)
+	for _, c := range []string{"mara", "theo"} {
+		if _, err := os.Stat(filepath.Join(runDir, "sheets", c+".png")); err != nil {
+			t.Errorf("character sheet of %s: %v", c, err)
 		}
 	}
 	if !strings.Contains(stdout, "48 succeeded") || !strings.Contains(stdout, "report.") && !strings.Contains(stdout, "index.html") {

@@ -43,19 +43,20 @@ func TestInpaintingExampleEmbedded(t *testing.T) {
 	}
 	// The report shows the edited image beside the reference, and links
 	// the mask; both resolve from the report's directory.
-	reportDir := filepath.Join(out, "runs", recs[0].Run, "report")
-	html, err := os.ReadFile(filepath.Join(reportDir, "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	links := regexp.MustCompile(`(?s)<img src="([^"]+)" alt="the image this prompt repaints"[^>]*>.*?<a href="([^"]+)">mask</a>`).FindAllSubmatch(html, -1)
-	if len(links) != 2 { // one per character
-		t.Fatalf("report shows %d edited images; want 2", len(links))
-	}
-	for _, l := range links[0][1:] {
-		if _, err := os.Stat(filepath.Join(reportDir, filepath.FromSlash(string(l)))); err != nil {
-			t.Errorf("report link %s: %v", l, err)
+	var found int
+	for page, html := range reportPages(t, filepath.Join(out, "runs", recs[0].Run)) {
+		links := regexp.MustCompile(`(?s)<img src="([^"]+)" alt="the image this prompt repaints"[^>]*>.*?<a href="([^"]+)">mask</a>`).FindAllStringSubmatch(html, -1)
+		found += len(links)
+		for _, l := range links {
+			for _, href := range l[1:] {
+				if _, err := os.Stat(filepath.Join(filepath.Dir(page), filepath.FromSlash(href))); err != nil {
+					t.Errorf("%s: link %s: %v", page, href, err)
+				}
+			}
 		}
+	}
+	if found != 2 { // one per character page
+		t.Fatalf("report shows %d edited images; want 2", found)
 	}
 }
 

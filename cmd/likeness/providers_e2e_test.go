@@ -29,6 +29,12 @@ func serveSim(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSimWith(t, srv)
+}
+
+// serveSimWith serves srv on a loopback port and returns its API base URL.
+func serveSimWith(t *testing.T, srv *sim.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"time"
 
@@ -26,6 +27,7 @@ func (a *app) runCmd() *cobra.Command {
 		out         string
 		concurrency int
 		noProgress  bool
+		serveAddr   string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SPEC",
@@ -53,11 +55,25 @@ Running the same spec again reuses every stored output.`,
 				// Info lines would tear the progress bar; warnings still show.
 				a.log = newLogger(a.stderr, slog.LevelWarn)
 			}
+			if serveAddr != "" {
+				if err := a.checkServeAddr("--serve", serveAddr); err != nil {
+					return err
+				}
+			}
 			in, err := a.connect(ctx, connectOpts{embedded: true, outDir: out, needStore: true})
 			if err != nil {
 				return err
 			}
 			defer in.Close()
+			var dashAddr net.Addr
+			if serveAddr != "" {
+				addr, stop, err := a.serveDashboard(ctx, in, serveAddr)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				dashAddr = addr
+			}
 			poll := 500 * time.Millisecond
 			if !in.distributed {
 				poll = 100 * time.Millisecond
@@ -79,6 +95,9 @@ Running the same spec again reuses every stored output.`,
 				return infraErr(err)
 			}
 			defer w.Shutdown()
+			if dashAddr != nil {
+				fmt.Fprintf(a.stderr, "dashboard: http://%s/runs/%s\n", dashAddr, sub.RunID)
+			}
 			st, err := a.waitRun(ctx, in.runs, sub.RunID, live)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -100,6 +119,7 @@ Running the same spec again reuses every stored output.`,
 	cmd.Flags().StringVar(&out, "out", envOr(a.getenv, "LIKENESS_OUT", "likeness-out"), "output directory when no bucket is configured (env LIKENESS_OUT)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", 16, "tasks worked at once in this process")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "print periodic progress lines instead of a live bar")
+	cmd.Flags().StringVar(&serveAddr, "serve", "", "serve the live dashboard on ADDR while the run works (e.g. 127.0.0.1:8080); beyond loopback only with LIKENESS_DASHBOARD_TOKEN")
 	return cmd
 }
 

@@ -1,15 +1,33 @@
-// Package dashboard is what `likeness serve` shows: an HTML page of recent
-// runs with their progress, a JSON API over the same run state, and the
-// run artifacts (report, images, manifest) served straight from the store,
-// so a run's comparison report can be opened from a browser in the
-// distributed mode too. It reads Redis and the store; it never writes.
+// Package dashboard is what `likeness serve` (and `likeness run --serve`)
+// shows while runs work and after they end: a runs list and a page per run
+// that refresh themselves, a JSON API over the same views, and the run
+// artifacts (report, images, records, manifest) served straight from the
+// store, so a run can be followed and its report opened from a browser in
+// either mode.
+//
+// It reads the run state workers keep in Redis (pkg/runstate), the records
+// they store when each task ends (runs/<run>/records/<task>.json, or the
+// manifest once the fan-in has run), the fleet limits' live state
+// (pkg/ratelimit) and the queues' depth (asynq's Inspector). It serves
+// nothing under cache/ and no secret.
+//
+// It also acts on runs: cancel, pause and resume (workers requeue a paused
+// run's tasks without spending attempts), retry failed and skipped tasks,
+// and raise the budget. Actions are POST only, refused across sites (net/http's
+// CrossOriginProtection), and need the operator's token
+// (LIKENESS_DASHBOARD_TOKEN), as a bearer header or through the login
+// form's HttpOnly, SameSite=Strict session cookie. Without a token actions
+// are off.
 package dashboard
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -17,128 +35,168 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"golang.org/x/time/rate"
+
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/ratelimit"
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 )
 
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
 // Blobs is the read side of the object store.
 type Blobs interface {
 	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]store.Info, error)
 }
 
-// Config configures the dashboard.
+// QueueInspector reads a queue's depth; *asynq.Inspector satisfies it.
+type QueueInspector interface {
+	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
+}
+
+// Config configures the dashboard. Runs and Store are required.
 type Config struct {
 	Runs  *runstate.Store
 	Store Blobs
+	// Limiter reads the fleet limits' live state. Nil: the run page shows
+	// the limits in force without their state.
+	Limiter *ratelimit.Limiter
+	// Limits are the operator's limit overrides (LIKENESS_LIMITS).
+	Limits ratelimit.Overrides
+	// Registry maps a run's model refs to providers and limits. Default
+	// provider.DefaultRegistry().
+	Registry *provider.Registry
+	// Queues reads queue depth. Nil: no queue table.
+	Queues QueueInspector
+	// Retry puts a run's failed and skipped tasks back in the queue and
+	// returns how many (scheduler.Retry). Nil: the retry action answers 501.
+	Retry func(ctx context.Context, run string) (int, error)
+	// Token is the operator's token (LIKENESS_DASHBOARD_TOKEN). Empty turns
+	// every action off; reads stay open.
+	Token string
 	// Recent is how many runs the index lists. Default 50.
 	Recent int
-	// Logger receives request errors. Default slog.Default().
+	// Refresh is how often the pages fetch fresh data. Default 1.5s; at
+	// most 2s.
+	Refresh time.Duration
+	// SessionTTL is how long a login lasts. Default 12h.
+	SessionTTL time.Duration
+	// CachedRuns is how many runs' records are kept in memory between
+	// refreshes. Default 16.
+	CachedRuns int
+	// Logger receives request errors and actions. Default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Runs == nil {
+		return c, errors.New("dashboard: Config.Runs is required")
+	}
+	if c.Store == nil {
+		return c, errors.New("dashboard: Config.Store is required")
+	}
+	if c.Registry == nil {
+		c.Registry = provider.DefaultRegistry()
+	}
+	if c.Recent <= 0 {
+		c.Recent = 50
+	}
+	if c.Refresh <= 0 || c.Refresh > 2*time.Second {
+		c.Refresh = 1500 * time.Millisecond
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 12 * time.Hour
+	}
+	if c.CachedRuns <= 0 {
+		c.CachedRuns = 16
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
 }
 
 // Handler serves the dashboard.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg     Config
+	pages   *template.Template
+	records *recordCache
+	guesses *rate.Limiter // wrong tokens, server-wide
+	root    http.Handler
 }
 
 // New returns the dashboard handler.
-func New(cfg Config) *Handler {
-	if cfg.Recent <= 0 {
-		cfg.Recent = 50
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
-	h.mux.HandleFunc("GET /{$}", h.index)
-	h.mux.HandleFunc("GET /api/runs", h.apiRuns)
-	h.mux.HandleFunc("GET /api/runs/{id}", h.apiRun)
-	h.mux.HandleFunc("GET /files/{key...}", h.file)
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	return h
-}
-
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-// Run is a run as the API shows it.
-type Run struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	State     string    `json:"state"`
-	Total     int       `json:"total"`
-	Succeeded int       `json:"succeeded"`
-	Failed    int       `json:"failed"`
-	Skipped   int       `json:"skipped"`
-	Cached    int       `json:"cached"`
-	Pending   int       `json:"pending"`
-	CostUSD   float64   `json:"cost_usd"`
-	BudgetUSD float64   `json:"budget_usd,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	Finalized bool      `json:"finalized"`
-	// Report is the report's path on this server, once the run is finalized.
-	Report string `json:"report,omitempty"`
-}
-
-func view(st *runstate.Status) Run {
-	r := Run{
-		ID: st.ID, Name: st.Name, State: string(st.State), Total: st.Total,
-		Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.SkippedBudget + st.SkippedCanceled,
-		Cached: st.Cached, Pending: st.Total - st.Done(), CostUSD: st.CostUSD, BudgetUSD: st.BudgetUSD,
-		CreatedAt: st.CreatedAt.UTC(), Finalized: st.Finalized > 0,
-	}
-	if r.Finalized {
-		r.Report = "/files/" + store.ReportKey(st.ID)
-	}
-	return r
-}
-
-func (h *Handler) recent(ctx context.Context) ([]Run, error) {
-	ids, err := h.cfg.Runs.List(ctx, int64(h.cfg.Recent))
+func New(cfg Config) (*Handler, error) {
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Run, 0, len(ids))
-	for _, id := range ids {
-		st, err := h.cfg.Runs.Get(ctx, id)
-		if errors.Is(err, runstate.ErrNotFound) {
-			continue // expired between the list and the read
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, view(st))
+	pages, err := template.New("pages").Funcs(pageFuncs()).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: parse templates: %w", err)
 	}
-	return out, nil
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: static files: %w", err)
+	}
+	h := &Handler{cfg: cfg, pages: pages, records: newRecordCache(cfg.Store, cfg.Runs, cfg.CachedRuns), guesses: newGuessLimiter()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", h.index)
+	mux.HandleFunc("GET /runs/{id}", h.runPage)
+	mux.HandleFunc("GET /login", h.loginPage)
+	mux.HandleFunc("POST /login", h.login)
+	mux.HandleFunc("POST /logout", h.logout)
+	mux.HandleFunc("GET /api/runs", h.apiRuns)
+	mux.HandleFunc("GET /api/runs/{id}", h.apiRun)
+	mux.HandleFunc("GET /api/runs/{id}/detail", h.apiDetail)
+	mux.HandleFunc("GET /api/runs/{id}/gallery", h.apiGallery)
+	mux.HandleFunc("GET /api/runs/{id}/records/{task}", h.apiRecord)
+	mux.HandleFunc("POST /api/runs/{id}/{action}", h.action)
+	mux.HandleFunc("GET /files/{key...}", h.file)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(http.FileServerFS(static))))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// Every unsafe method (the actions, login, logout) is refused when the
+	// browser says the request comes from another site.
+	h.root = http.NewCrossOriginProtection().Handler(mux)
+	return h, nil
 }
 
-func (h *Handler) apiRuns(w http.ResponseWriter, r *http.Request) {
-	runs, err := h.recent(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, map[string]any{"runs": runs})
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "same-origin")
+	hdr.Set("X-Frame-Options", "DENY")
+	h.root.ServeHTTP(w, r)
 }
 
-func (h *Handler) apiRun(w http.ResponseWriter, r *http.Request) {
-	st, err := h.cfg.Runs.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, runstate.ErrNotFound) {
-		http.Error(w, "run not found", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, view(st))
+// pageCSP is the pages' content security policy: their own scripts and
+// styles only, images from this server.
+const pageCSP = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+func staticHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // file serves run artifacts and references from the store. Only keys under
 // runs/ and refs/ are served, never the cache index.
 func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	if store.CheckKey(key) != nil || !(strings.HasPrefix(key, "runs/") || strings.HasPrefix(key, "refs/")) {
+	if !servable(key) {
 		http.Error(w, "no such file", http.StatusNotFound)
 		return
 	}
@@ -156,51 +214,24 @@ func (h *Handler) file(w http.ResponseWriter, r *http.Request) {
 		ctype = http.DetectContentType(data)
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Stored HTML (the report) may style itself but never run a script.
+	w.Header().Set("Content-Security-Policy", "script-src 'none'; object-src 'none'; frame-ancestors 'none'")
+	w.Header().Set("Cache-Control", "private, max-age=5")
 	_, _ = w.Write(data)
 }
 
-var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
-	"pct": func(r Run) int {
-		if r.Total == 0 {
-			return 0
-		}
-		return 100 * (r.Total - r.Pending) / r.Total
-	},
-}).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>likeness runs</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#1f2328;background:#f6f8fa}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
-th,td{padding:.5rem .75rem;border-bottom:1px solid #eaeef2;text-align:left}
-th{font-size:12px;text-transform:uppercase;color:#57606a}
-.bar{background:#eaeef2;border-radius:3px;height:6px;width:120px}
-.bar span{display:block;height:6px;border-radius:3px;background:#1a7f37}
-.failed{color:#cf222e}.muted{color:#57606a}code{font-size:12px}
-</style></head><body>
-<h1>likeness runs</h1>
-{{if not .}}<p class="muted">No runs yet. Submit one with <code>likeness submit SPEC</code>.</p>{{else}}
-<table><tr><th>run</th><th>state</th><th>progress</th><th>succeeded</th><th>failed</th><th>skipped</th><th>cost</th><th>created</th><th></th></tr>
-{{range .}}<tr><td><strong>{{.Name}}</strong><br><code>{{.ID}}</code></td><td>{{.State}}</td>
-<td><div class="bar"><span style="width:{{pct .}}%"></span></div><span class="muted">{{.Pending}} pending of {{.Total}}</span></td>
-<td>{{.Succeeded}}</td><td{{if .Failed}} class="failed"{{end}}>{{.Failed}}</td><td>{{.Skipped}}</td>
-<td>${{printf "%.2f" .CostUSD}}{{if .BudgetUSD}} <span class="muted">of ${{printf "%.2f" .BudgetUSD}}</span>{{end}}</td>
-<td class="muted">{{.CreatedAt.Format "2006-01-02 15:04:05"}}</td>
-<td>{{if .Report}}<a href="{{.Report}}">report</a>{{end}} <a href="/api/runs/{{.ID}}">json</a></td></tr>{{end}}
-</table>{{end}}
-</body></html>`))
+// servable reports whether key may be read through the dashboard: run
+// artifacts and references, nothing else (never cache/).
+func servable(key string) bool {
+	return store.CheckKey(key) == nil && (strings.HasPrefix(key, "runs/") || strings.HasPrefix(key, "refs/"))
+}
 
-func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
-	runs, err := h.recent(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
+// fileURL is the dashboard path of a stored object.
+func fileURL(key string) string {
+	if key == "" {
+		return ""
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := indexTmpl.Execute(w, runs); err != nil {
-		h.cfg.Logger.WarnContext(r.Context(), "render dashboard", "err", err)
-	}
+	return "/files/" + key
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -210,7 +241,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

@@ -45,3 +45,23 @@ func ExampleWriteJSONL() {
 	// {"run":"","task":"t1","character":"mara","prompt":"anime","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
 	// {"run":"","task":"t2","character":"mara","prompt":"piano","prompt_text":"","model":"kontext","model_ref":"","provider":"","variant":0,"seed":0,"status":"succeeded","reference_key":"","content_key":"","attempts":0,"cost_usd":0,"provider_latency_ms":0,"queue_wait_ms":0,"started_at":"0001-01-01T00:00:00Z","finished_at":"2026-03-14T09:00:00Z","cached":false}
 }
+
+func ExampleRenderReport() {
+	records := []manifest.Record{
+		{Run: "r1", Task: "t1", Character: "mara", Prompt: "piano", Model: "kontext", Status: manifest.Succeeded,
+			ReferenceKey: "refs/ab.png", OutputKey: "runs/r1/outputs/mara/kontext/piano/0.png"},
+		{Run: "r1", Task: "t2", Character: "theo", Prompt: "piano", Model: "kontext", Status: manifest.Failed, Error: "flagged"},
+	}
+	s := manifest.Summarize(manifest.RunMeta{Run: "r1"}, records)
+	err := manifest.RenderReport(s, records, manifest.ReportOptions{}, func(key string, html []byte) error {
+		fmt.Println(key) // a store.Put in the fan-in
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// runs/r1/report/characters/mara/index.html
+	// runs/r1/report/characters/theo/index.html
+	// runs/r1/report/index.html
+}

@@ -56,19 +56,13 @@ func Dedupe(records []Record) []Record {
 func WriteJSONL(w io.Writer, records []Record) error {
 	records = Dedupe(records)
 	Sort(records)
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	// Prompts are user text; keep them readable in the manifest.
-	enc.SetEscapeHTML(false)
+	mw := NewWriter(w)
 	for _, r := range records {
-		if err := enc.Encode(r); err != nil {
-			return fmt.Errorf("write manifest task %s: %w", r.Task, err)
+		if err := mw.Write(r); err != nil {
+			return err
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write manifest: %w", err)
-	}
-	return nil
+	return mw.Close()
 }
 
 // ReadJSONL reads manifest.jsonl as written by WriteJSONL. Blank lines are
@@ -94,4 +88,51 @@ func ReadJSONL(r io.Reader) ([]Record, error) {
 			return records, nil
 		}
 	}
+}
+
+// Writer writes manifest.jsonl one record at a time, so a fan-in can stream
+// records from the store to the manifest without holding them all. It
+// writes records in the order given (WriteJSONL sorts; a streaming caller
+// picks its order, e.g. that of the record keys) and drops a second record
+// for a task already written, keeping only the set of task ids in memory.
+// Since the store keeps one record object per task, a stream read from it
+// has no duplicates to drop. Close flushes; the Writer does not close w.
+type Writer struct {
+	bw      *bufio.Writer
+	enc     *json.Encoder
+	written map[string]struct{}
+	// Dropped counts records dropped as second records of a task.
+	Dropped int
+}
+
+// NewWriter returns a Writer appending manifest lines to w.
+func NewWriter(w io.Writer) *Writer {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	return &Writer{bw: bw, enc: enc, written: make(map[string]struct{})}
+}
+
+// Write appends r as one line, unless a record of r.Task was written.
+func (w *Writer) Write(r Record) error {
+	if _, dup := w.written[r.Task]; dup {
+		w.Dropped++
+		return nil
+	}
+	if err := w.enc.Encode(r); err != nil {
+		return fmt.Errorf("write manifest task %s: %w", r.Task, err)
+	}
+	w.written[r.Task] = struct{}{}
+	return nil
+}
+
+// Len is the number of lines written.
+func (w *Writer) Len() int { return len(w.written) }
+
+// Close flushes the lines still buffered.
+func (w *Writer) Close() error {
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
 }

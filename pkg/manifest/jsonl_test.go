@@ -165,3 +165,33 @@ func TestReadJSONL(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterStreams checks the streaming writer: lines in the order given,
+// a task's second record dropped, and the same bytes as WriteJSONL for
+// records already deduplicated and sorted.
+func TestWriterStreams(t *testing.T) {
+	t.Parallel()
+	_, records := sampleRun()
+	var want bytes.Buffer
+	if err := WriteJSONL(&want, records); err != nil {
+		t.Fatal(err)
+	}
+	sorted := Dedupe(records)
+	Sort(sorted)
+	var got bytes.Buffer
+	w := NewWriter(&got)
+	for _, r := range append(sorted, sorted[0]) {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.String(), got.String()); diff != "" {
+		t.Errorf("Writer differs from WriteJSONL (-want +got):\n%s", diff)
+	}
+	if w.Dropped != 1 || w.Len() != len(sorted) {
+		t.Errorf("Dropped = %d, Len = %d; want 1 and %d", w.Dropped, w.Len(), len(sorted))
+	}
+}

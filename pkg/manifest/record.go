@@ -1,11 +1,14 @@
 // Package manifest defines what a run leaves behind besides its images: the
 // per-task Record a worker writes when a task reaches a terminal state, the
 // manifest.jsonl the fan-in assembles from those records, the run.json
-// Summary, and the HTML comparison report.
+// Summary, and the HTML comparison report (an index and pages per
+// character, see RenderReport; package artifact stores it with the
+// thumbnails and character sheets it links).
 //
 // Records are written under runs/<run>/records/<task>.json; the fan-in reads
 // them all, so a redelivered task that rewrites its record never produces a
-// second manifest line.
+// second manifest line. A fan-in that streams records instead of holding
+// them uses Writer and Summarizer, which keep only task ids and latencies.
 package manifest
 
 import "time"

@@ -1,19 +1,22 @@
 package manifest
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/html"
+
+	"github.com/likeness-run/likeness/pkg/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -83,44 +86,101 @@ func sampleRun() (Summary, []Record) {
 	return s, records
 }
 
-func render(t *testing.T, s Summary, records []Record) string {
+// sampleOptions gives every output and reference a thumbnail and every
+// character a sheet, as the fan-in does.
+func sampleOptions(s Summary, records []Record) ReportOptions {
+	opts := ReportOptions{Thumbs: map[string]string{}, Sheets: map[string]string{}}
+	for _, r := range records {
+		for _, k := range []string{r.OutputKey, r.ReferenceKey} {
+			if k != "" {
+				opts.Thumbs[k] = "runs/" + s.Run + "/thumbs/" + strings.TrimSuffix(path.Base(k), path.Ext(k)) + "-" + r.Character + ".jpg"
+			}
+		}
+		opts.Sheets[r.Character] = "runs/" + s.Run + "/sheets/" + r.Character + ".png"
+	}
+	return opts
+}
+
+// renderPages renders the report into a map from key to page, failing on a
+// page stored twice.
+func renderPages(t *testing.T, s Summary, records []Record, opts ReportOptions) map[string]string {
 	t.Helper()
-	var buf bytes.Buffer
-	if err := RenderReport(&buf, s, records); err != nil {
+	pages := map[string]string{}
+	err := RenderReport(s, records, opts, func(key string, html []byte) error {
+		if _, dup := pages[key]; dup {
+			t.Errorf("page %s rendered twice", key)
+		}
+		pages[key] = string(html)
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("RenderReport: %v", err)
 	}
-	return buf.String()
+	return pages
+}
+
+func allPages(pages map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(pages)) {
+		b.WriteString(pages[k])
+	}
+	return b.String()
 }
 
 func TestRenderReportGolden(t *testing.T) {
 	t.Parallel()
 	s, records := sampleRun()
-	got := render(t, s, records)
-
-	golden := filepath.Join("testdata", "report.golden.html")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
+	pages := renderPages(t, s, records, sampleOptions(s, records))
+	for golden, key := range map[string]string{
+		"report.golden.html":      "runs/r1/report/index.html",
+		"report-mara.golden.html": "runs/r1/report/characters/mara/index.html",
+	} {
+		got, ok := pages[key]
+		if !ok {
+			t.Fatalf("no page %s; pages: %v", key, slices.Sorted(maps.Keys(pages)))
 		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
+		file := filepath.Join("testdata", golden)
+		if *update {
+			if err := os.MkdirAll("testdata", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("read golden (regenerate with go test ./pkg/manifest -update): %v", err)
+		}
+		if diff := cmp.Diff(string(want), got); diff != "" {
+			t.Errorf("page %s differs from %s (-want +got); if intended, run go test ./pkg/manifest -update:\n%s", key, file, diff)
 		}
 	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden (regenerate with go test ./pkg/manifest -update): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("report differs from %s (-want +got); if intended, run go test ./pkg/manifest -update:\n%s", golden, diff)
+	if len(pages) != 3 {
+		t.Errorf("got %d pages, want the index and one per character (3)", len(pages))
 	}
 }
 
 func TestRenderReportShowsEveryTask(t *testing.T) {
 	t.Parallel()
 	s, records := sampleRun()
-	out := render(t, s, records)
+	s.UnreadableRecords = []string{"runs/r1/records/t99.json"}
+	pages := renderPages(t, s, records, sampleOptions(s, records))
+	index := pages["runs/r1/report/index.html"]
 	for _, want := range []string{
 		"<h1>mara-sheet</h1>",
+		"openai:gpt-image-1",                            // a model with no tasks is still in the table
+		"output flagged by moderation after 3 attempts", // failures listed
+		`href="characters/mara/index.html"`,             // a link per character
+		`href="../sheets/mara.png"`,                     // and per sheet
+		`href="characters/mara/index.html#p-anime"`,     // a failure links to its prompt
+	} {
+		if !strings.Contains(index, want) {
+			t.Errorf("index lacks %q", want)
+		}
+	}
+	out := allPages(pages)
+	for _, want := range []string{
 		"output flagged by moderation after 3 attempts", // failed: message
 		">SAFETY<",         // failed: class
 		"skipped · budget", // skipped: status
@@ -129,8 +189,8 @@ func TestRenderReportShowsEveryTask(t *testing.T) {
 		`<span class="badge cached">cached</span>`,
 		"seed 1001", // captions carry the seed
 		"3 attempts",
-		"no record",          // the gap left by the missing task
-		"openai:gpt-image-1", // a model with no tasks is still in the table
+		"no record", // the gap left by the missing task
+		`loading="lazy"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -164,7 +224,7 @@ func TestRenderReportEscapes(t *testing.T) {
 				ReferenceKey: "refs/a.png", OutputKey: "runs/r1/outputs/mara/m/p/0.png", Attempts: 1,
 			}
 			tt.mutate(&r)
-			out := render(t, Summarize(RunMeta{Run: "r1"}, []Record{r}), []Record{r})
+			out := allPages(renderPages(t, Summarize(RunMeta{Run: "r1"}, []Record{r}), []Record{r}, ReportOptions{}))
 			if strings.Contains(out, "<script") {
 				t.Errorf("report contains an unescaped <script>")
 			}
@@ -177,7 +237,8 @@ func TestRenderReportEscapes(t *testing.T) {
 
 func TestRenderReportNeedsRun(t *testing.T) {
 	t.Parallel()
-	if err := RenderReport(&bytes.Buffer{}, Summary{}, nil); err == nil {
+	err := RenderReport(Summary{}, nil, ReportOptions{}, func(string, []byte) error { return nil })
+	if err == nil {
 		t.Error("RenderReport with no run id: got nil error")
 	}
 }
@@ -223,89 +284,89 @@ func TestRelURLEscapes(t *testing.T) {
 }
 
 // TestRenderReportLinksResolve lays out a run the way the store does, writes
-// the report to its key and checks that every link and image in it opens a
-// file that exists, as a browser given file:// would.
+// every page to its key and checks that every link and image in every page
+// opens a file that exists and every anchor an element, as a browser given
+// file:// would, and that every stored image, thumbnail and sheet is linked.
 func TestRenderReportLinksResolve(t *testing.T) {
 	t.Parallel()
 	s, records := sampleRun()
+	opts := sampleOptions(s, records)
 	root := t.TempDir()
+	abs := func(key string) string { return filepath.Join(root, filepath.FromSlash(key)) }
 	write := func(key string, data []byte) {
 		t.Helper()
-		p := filepath.Join(root, filepath.FromSlash(key))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(abs(key)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
+		if err := os.WriteFile(abs(key), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wantFiles := map[string]bool{}
 	for _, r := range Dedupe(records) {
-		for _, k := range []string{r.ReferenceKey, r.OutputKey} {
+		for _, k := range []string{r.ReferenceKey, r.OutputKey, opts.Thumbs[r.OutputKey], opts.Thumbs[r.ReferenceKey], opts.Sheets[r.Character]} {
 			if k != "" {
 				write(k, []byte("img"))
-				wantFiles[filepath.Join(root, filepath.FromSlash(k))] = true
+				wantFiles[abs(k)] = true
 			}
 		}
 	}
-	reportKey := "runs/" + s.Run + "/report/index.html"
-	out := render(t, s, records)
-	write(reportKey, []byte(out))
-
-	doc, err := html.Parse(strings.NewReader(out))
-	if err != nil {
-		t.Fatalf("parse report: %v", err)
-	}
-	ids := map[string]bool{}
-	var links []string
-	for n := range doc.Descendants() {
-		if n.Type != html.ElementNode {
-			continue
-		}
-		for _, a := range n.Attr {
-			switch a.Key {
-			case "id":
-				ids[a.Val] = true
-			case "src", "href":
-				links = append(links, a.Val)
-			}
-		}
-	}
-
-	reportDir := filepath.Dir(filepath.Join(root, filepath.FromSlash(reportKey)))
-	linked := map[string]bool{}
-	var fragments []string
-	for _, l := range links {
-		u, err := url.Parse(l)
+	pages := renderPages(t, s, records, opts)
+	ids := map[string]map[string]bool{} // page file -> ids
+	type ref struct{ page, link string }
+	var links []ref
+	for key, out := range pages {
+		write(key, []byte(out))
+		doc, err := html.Parse(strings.NewReader(out))
 		if err != nil {
-			t.Errorf("link %q: %v", l, err)
+			t.Fatalf("parse %s: %v", key, err)
+		}
+		ids[abs(key)] = map[string]bool{}
+		for n := range doc.Descendants() {
+			if n.Type != html.ElementNode {
+				continue
+			}
+			for _, a := range n.Attr {
+				switch a.Key {
+				case "id":
+					ids[abs(key)][a.Val] = true
+				case "src", "href":
+					links = append(links, ref{key, a.Val})
+				}
+			}
+		}
+	}
+	linked := map[string]bool{}
+	for _, l := range links {
+		u, err := url.Parse(l.link)
+		if err != nil {
+			t.Errorf("%s: link %q: %v", l.page, l.link, err)
 			continue
 		}
 		if u.Scheme != "" || u.Host != "" || strings.HasPrefix(u.Path, "/") {
-			t.Errorf("link %q is not relative to the report", l)
+			t.Errorf("%s: link %q is not relative to the page", l.page, l.link)
 			continue
 		}
-		if u.Path == "" {
-			fragments = append(fragments, u.Fragment)
-			continue
+		target := abs(l.page)
+		if u.Path != "" {
+			target = filepath.Join(filepath.Dir(abs(l.page)), filepath.FromSlash(u.Path))
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s: link %q does not resolve to a file: %v", l.page, l.link, err)
+			}
+			linked[target] = true
 		}
-		p := filepath.Join(reportDir, filepath.FromSlash(u.Path))
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("link %q does not resolve to a file: %v", l, err)
-		}
-		linked[p] = true
-	}
-	for _, f := range fragments {
-		if !ids[f] {
-			t.Errorf("anchor #%s has no element with that id", f)
+		if u.Fragment != "" && !ids[target][u.Fragment] {
+			t.Errorf("%s: anchor %q has no element with that id in its page", l.page, l.link)
 		}
 	}
 	for f := range wantFiles {
 		if !linked[f] {
-			t.Errorf("stored image %s is not linked from the report", f)
+			t.Errorf("stored file %s is not linked from the report", f)
 		}
 	}
-	if len(linked) == 0 {
-		t.Fatal("report links no files")
+	for key := range pages {
+		if key != store.ReportKey(s.Run) && !linked[abs(key)] {
+			t.Errorf("page %s is not linked from any page", key)
+		}
 	}
 }

@@ -40,87 +40,106 @@ func (s Status) Skipped() bool { return s == SkippedBudget || s == SkippedCancel
 // as 0.04 stay readable. Provider latency statistics cover succeeded,
 // non-cached records only: a cache hit made no provider call.
 func Summarize(meta RunMeta, records []Record) Summary {
-	records = Dedupe(records)
-	Sort(records)
+	z := NewSummarizer(meta)
+	for _, r := range Dedupe(records) {
+		z.Add(r)
+	}
+	return z.Summary()
+}
 
-	s := Summary{
-		Run:        meta.Run,
-		Name:       meta.Name,
-		SpecKey:    meta.SpecKey,
-		Total:      max(meta.Total, len(records)),
-		BudgetUSD:  meta.BudgetUSD,
-		CreatedAt:  meta.CreatedAt,
-		FinishedAt: meta.FinishedAt,
-		TraceID:    meta.TraceID,
-		Models:     []ModelStats{},
-	}
+// Summarizer computes run.json one record at a time, for a fan-in that
+// streams records: it keeps counts and one latency per succeeded task, not
+// the records. Unlike Summarize it does not deduplicate: add each task once
+// (a stream of the store's records/ objects has one per task).
+type Summarizer struct {
+	meta       RunMeta
+	s          Summary
+	n          int
+	byModel    map[string]*modelAcc
+	lastFinish time.Time
+}
 
-	type acc struct {
-		stats     ModelStats
-		latencies []int64
-	}
-	byModel := make(map[string]*acc, len(meta.ModelRefs))
-	model := func(id string) *acc {
-		a, ok := byModel[id]
-		if !ok {
-			a = &acc{stats: ModelStats{Model: id, ModelRef: meta.ModelRefs[id]}}
-			byModel[id] = a
-		}
-		return a
-	}
+type modelAcc struct {
+	stats     ModelStats
+	latencies []int64
+}
+
+// NewSummarizer starts a summary of the run meta describes.
+func NewSummarizer(meta RunMeta) *Summarizer {
+	z := &Summarizer{meta: meta, byModel: make(map[string]*modelAcc, len(meta.ModelRefs))}
 	for id := range meta.ModelRefs {
-		model(id)
+		z.model(id)
 	}
+	return z
+}
 
-	var lastFinish time.Time
-	for _, r := range records {
-		a := model(r.Model)
-		if a.stats.ModelRef == "" {
-			a.stats.ModelRef = r.ModelRef
-		}
-		a.stats.Total++
-		a.stats.Attempts += r.Attempts
-		a.stats.CostUSD += r.CostUSD
-		s.CostUSD += r.CostUSD
-		switch {
-		case r.Status == Succeeded:
-			s.Succeeded++
-			a.stats.Succeeded++
-			if !r.Cached {
-				a.latencies = append(a.latencies, r.ProviderLatencyMS)
-			}
-		case r.Status == Failed:
-			s.Failed++
-			a.stats.Failed++
-		case r.Status.Skipped():
-			s.Skipped++
-			a.stats.Skipped++
-		}
-		if r.Cached {
-			s.Cached++
-		}
-		if r.FinishedAt.After(lastFinish) {
-			lastFinish = r.FinishedAt
-		}
+func (z *Summarizer) model(id string) *modelAcc {
+	a, ok := z.byModel[id]
+	if !ok {
+		a = &modelAcc{stats: ModelStats{Model: id, ModelRef: z.meta.ModelRefs[id]}}
+		z.byModel[id] = a
 	}
+	return a
+}
 
+// Add counts one task's record.
+func (z *Summarizer) Add(r Record) {
+	z.n++
+	a := z.model(r.Model)
+	if a.stats.ModelRef == "" {
+		a.stats.ModelRef = r.ModelRef
+	}
+	a.stats.Total++
+	a.stats.Attempts += r.Attempts
+	a.stats.CostUSD += r.CostUSD
+	z.s.CostUSD += r.CostUSD
+	switch {
+	case r.Status == Succeeded:
+		z.s.Succeeded++
+		a.stats.Succeeded++
+		if !r.Cached {
+			a.latencies = append(a.latencies, r.ProviderLatencyMS)
+		}
+	case r.Status == Failed:
+		z.s.Failed++
+		a.stats.Failed++
+	case r.Status.Skipped():
+		z.s.Skipped++
+		a.stats.Skipped++
+	}
+	if r.Cached {
+		z.s.Cached++
+	}
+	if r.FinishedAt.After(z.lastFinish) {
+		z.lastFinish = r.FinishedAt
+	}
+}
+
+// Summary returns run.json for the records added so far.
+func (z *Summarizer) Summary() Summary {
+	meta := z.meta
+	s := z.s
+	s.Run, s.Name, s.SpecKey = meta.Run, meta.Name, meta.SpecKey
+	s.Total = max(meta.Total, z.n)
+	s.BudgetUSD, s.CreatedAt, s.FinishedAt, s.TraceID = meta.BudgetUSD, meta.CreatedAt, meta.FinishedAt, meta.TraceID
+	s.Models = []ModelStats{}
 	if s.FinishedAt.IsZero() {
-		s.FinishedAt = lastFinish
+		s.FinishedAt = z.lastFinish
 	}
 	if !s.CreatedAt.IsZero() && s.FinishedAt.After(s.CreatedAt) {
 		s.WallS = s.FinishedAt.Sub(s.CreatedAt).Seconds()
 	}
 	s.CostUSD = roundUSD(s.CostUSD)
-
-	for _, a := range byModel {
+	for _, a := range z.byModel {
 		m := a.stats
 		if m.Total > 0 {
 			m.SuccessRate = float64(m.Succeeded) / float64(m.Total)
 		}
-		slices.Sort(a.latencies)
-		m.LatencyP50MS = percentile(a.latencies, 50)
-		m.LatencyP95MS = percentile(a.latencies, 95)
-		m.LatencyMeanMS = mean(a.latencies)
+		lat := slices.Clone(a.latencies)
+		slices.Sort(lat)
+		m.LatencyP50MS = percentile(lat, 50)
+		m.LatencyP95MS = percentile(lat, 95)
+		m.LatencyMeanMS = mean(lat)
 		m.CostUSD = roundUSD(m.CostUSD)
 		s.Models = append(s.Models, m)
 	}

@@ -140,3 +140,21 @@ func TestPercentile(t *testing.T) {
 		})
 	}
 }
+
+// TestSummarizerStreams checks that adding records one at a time gives the
+// summary Summarize computes from the whole slice.
+func TestSummarizerStreams(t *testing.T) {
+	t.Parallel()
+	s, records := sampleRun()
+	meta := RunMeta{Run: s.Run, Name: s.Name, SpecKey: s.SpecKey, Total: 16, BudgetUSD: s.BudgetUSD,
+		CreatedAt: s.CreatedAt, FinishedAt: s.FinishedAt, TraceID: s.TraceID,
+		ModelRefs: map[string]string{"kontext": "replicate:kontext", "ideogram": "replicate:ideogram", "unused": "openai:gpt-image-1"}}
+	z := NewSummarizer(meta)
+	deduped := Dedupe(records)
+	for i := len(deduped) - 1; i >= 0; i-- { // any order
+		z.Add(deduped[i])
+	}
+	if diff := cmp.Diff(s, z.Summary()); diff != "" {
+		t.Errorf("Summarizer differs from Summarize (-want +got):\n%s", diff)
+	}
+}

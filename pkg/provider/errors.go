@@ -151,3 +151,29 @@ func CostOf(err error) float64 {
 	}
 	return 0
 }
+
+// ErrStillPending marks a failure to read the state of a recorded
+// asynchronous request (a poll or an output download the provider did not
+// answer): it says nothing about the request itself, which may still be
+// running or done and paid for. The worker keeps the request and resumes it
+// later instead of paying for a new one.
+var ErrStillPending = errors.New("provider request still open: its state could not be read")
+
+// StillPending marks err, a transient or rate failure to read a recorded
+// request's state, with ErrStillPending; errors.Is matches both, and ClassOf
+// still sees err's class. Other errors (a billing answer, a gone request)
+// are returned unchanged: waiting would not help them.
+func StillPending(err error) error {
+	if err == nil || errors.Is(err, ErrGone) {
+		return err
+	}
+	if c := ClassOf(err); c != Transient && c != Rate {
+		return err
+	}
+	return stillPending{err}
+}
+
+type stillPending struct{ err error }
+
+func (e stillPending) Error() string   { return e.err.Error() + " (request left open to resume)" }
+func (e stillPending) Unwrap() []error { return []error{ErrStillPending, e.err} }

@@ -176,11 +176,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], 'id'))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[2])))
 return 1
 `)
 
 // Create records a new run. It returns false, and changes nothing, if a run
-// with the same id exists.
+// with the same id exists. Runs created longer than TTL ago leave the runs
+// index (their keys have expired by then).
 func (s *Store) Create(ctx context.Context, r Run) (bool, error) {
 	args := []any{
 		r.CreatedAt.UnixMilli(), s.cfg.TTL.Milliseconds(),

@@ -3,6 +3,7 @@ package runstate_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +188,58 @@ func TestFreeTaskReservation(t *testing.T) {
 	}
 	if ok, err := s.Reopen(ctx, "free", "t", nil); err != nil || !ok {
 		t.Fatalf("Reopen = %v, %v", ok, err)
+	}
+}
+
+// TestFinishedTaskKeepsOnlyItsStatus: once counted, a task's attempts,
+// pending request, reservation, infrastructure notes and claim are gone
+// from Redis; its record holds them. An old run leaves the runs index.
+func TestFinishedTaskKeepsOnlyItsStatus(t *testing.T) {
+	t.Parallel()
+	addr, db := testenv.RedisDB(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+	t.Cleanup(func() { rdb.Close() })
+	now := time.Now()
+	s := runstate.New(rdb, runstate.Config{TTL: time.Hour, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	if _, err := s.Create(ctx, runstate.Run{ID: "old", Total: 1, CreatedAt: now.Add(-2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, runstate.Run{ID: "r", Total: 1, BudgetUSD: 1, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.List(ctx, 10); len(ids) != 1 || ids[0] != "r" {
+		t.Errorf("runs index %v; want only r (old is past the retention)", ids)
+	}
+	if ok, err := s.Reserve(ctx, "r", "t", 0.04); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := s.SetPending(ctx, "r", "t", runstate.Pending{Attempt: 1, Request: []byte(`{"id":"p1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NoteInfra(ctx, "r", "t", fmt.Errorf("store down")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordAttempt(ctx, "r", "t", manifest.Attempt{N: 1, CostUSD: 0.04}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSettling(ctx, "r", "t", "succeeded/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Complete(ctx, "r", "t", manifest.Succeeded, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, "*{r}*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"likeness:run:{r}", "likeness:run:{r}:status"}
+	slices.Sort(keys)
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Errorf("keys of run r after its task finished (-want +got):\n%s", diff)
+	}
+	st, _ := s.Get(ctx, "r")
+	if st.CostUSD != 0.04 || st.ReservedUSD != 0 || st.InfraFailing != 0 || st.PendingRequests != 0 {
+		t.Errorf("status %+v; want cost 0.04 and nothing reserved, failing or pending", st)
 	}
 }

@@ -49,9 +49,10 @@ type TaskState struct {
 	Status manifest.Status
 	// Done and Total are the run's terminal and total task counts.
 	Done, Total int
-	// Settling is true when a delivery began writing the task's terminal
-	// record and may have stopped before counting it.
-	Settling bool
+	// Settling is the tag MarkSettling set when a delivery began writing
+	// the task's terminal record and may have stopped before counting it;
+	// "" otherwise.
+	Settling string
 	// Canceled and Paused are the run's control flags.
 	Canceled, Paused bool
 	// Stopped is why the task's provider was stopped for the run (a
@@ -80,7 +81,7 @@ func (s *Store) Task(ctx context.Context, run, task, provider string) (*TaskStat
 	meta := pipe.HMGet(ctx, s.metaKey(run), "total", "canceled", "paused", "infra_retry_ms", "budget_micro")
 	status := pipe.HGet(ctx, s.statusKey(run), task)
 	done := pipe.HLen(ctx, s.statusKey(run))
-	settling := pipe.HExists(ctx, s.settlingKey(run), task)
+	settling := pipe.HGet(ctx, s.settlingKey(run), task)
 	stopped := pipe.HGet(ctx, s.stoppedKey(run), provider)
 	attempts := pipe.LRange(ctx, s.attemptsKey(run, task), 0, -1)
 	base := pipe.HGet(ctx, s.baseKey(run), task)
@@ -157,13 +158,15 @@ if held then
   redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1], ARGV[1] .. ':err')
 return 1
 `)
 
 // RecordAttempt appends attempt a (a.N is its 1-based number over the
 // task's history) and, in the same step, charges a.CostUSD (what the
 // provider billed for it) to the run, frees the task's budget reservation
-// and forgets its pending request. Recording an attempt number that is
+// and forgets its pending request and its infrastructure faults (the
+// provider was reached: the task is moving). Recording an attempt number that is
 // already recorded changes nothing and returns false: a redelivery after a
 // crash never charges twice.
 func (s *Store) RecordAttempt(ctx context.Context, run, task string, a manifest.Attempt) (bool, error) {
@@ -172,7 +175,7 @@ func (s *Store) RecordAttempt(ctx context.Context, run, task string, a manifest.
 		return false, fmt.Errorf("runstate: encode attempt: %w", err)
 	}
 	n, err := recordAttemptScript.Run(ctx, s.rdb,
-		[]string{s.metaKey(run), s.attemptsKey(run, task), s.reservedKey(run), s.pendingKey(run)},
+		[]string{s.metaKey(run), s.attemptsKey(run, task), s.reservedKey(run), s.pendingKey(run), s.infraKey(run)},
 		task, b, a.N, micro(a.CostUSD), s.cfg.TTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("runstate: record attempt %d of %s/%s: %w", a.N, run, task, err)
@@ -222,11 +225,13 @@ func (s *Store) NoteInfra(ctx context.Context, run, task string, cause error) (t
 	return time.UnixMilli(ms), nil
 }
 
-// MarkSettling records that the task's terminal record is being written:
-// a delivery that finds the mark and no count reads the record and counts it.
-func (s *Store) MarkSettling(ctx context.Context, run, task string) error {
+// MarkSettling records that the task's terminal record, which tag
+// identifies, is being written: a delivery that finds the mark and no count
+// reads the record and, if it is the tagged one (not one a retry left from
+// before), counts it.
+func (s *Store) MarkSettling(ctx context.Context, run, task, tag string) error {
 	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.settlingKey(run), task, 1)
+	pipe.HSet(ctx, s.settlingKey(run), task, tag)
 	pipe.PExpire(ctx, s.settlingKey(run), s.cfg.TTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("runstate: mark %s/%s settling: %w", run, task, err)

@@ -117,7 +117,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{file: "unknown-fields.yaml", want: []string{
 			`testdata/unknown-fields.yaml:1: version: unsupported version 2; this likeness reads version 1`,
 			`testdata/unknown-fields.yaml:1: name: required`,
-			`testdata/unknown-fields.yaml:2: variant: unknown field (allowed: version, name, characters, prompts, models, variants, seed, budget_usd, output_retries, max_attempts, infra_retry_for, tags)`,
+			`testdata/unknown-fields.yaml:2: variant: unknown field (allowed: version, name, characters, prompts, models, variants, seed, budget_usd, output_retries, max_attempts, infra_retry_for, tags, sheets)`,
 			`testdata/unknown-fields.yaml:4: characters[0].reference: required`,
 			`testdata/unknown-fields.yaml:5: characters[0].refrence: unknown field (allowed: id, reference)`,
 			`testdata/unknown-fields.yaml:9: prompts[0].negative: unknown field (allowed: id, text, image, mask)`,
@@ -217,7 +217,7 @@ func TestDefaults(t *testing.T) {
 	got := []any{s.Variants, s.Seed, s.BudgetUSD, s.OutputRetries, s.MaxAttempts, s.InfraRetryFor, s.Tags.NumberOfTags}
 	want := []any{1, int64(0), 0.0, 2, 5, 6 * time.Hour, 0}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("defaults (variants, seed, budget, output_retries, max_attempts, tags) (-want +got):\n%s", diff)
+		t.Errorf("defaults (variants, seed, budget, output_retries, max_attempts, infra_retry_for, tags) (-want +got):\n%s", diff)
 	}
 }
 

@@ -34,7 +34,7 @@ const (
 const maxDepth = 16
 
 var (
-	topFields       = []string{"version", "name", "characters", "prompts", "models", "variants", "seed", "budget_usd", "output_retries", "max_attempts", "infra_retry_for", "tags"}
+	topFields       = []string{"version", "name", "characters", "prompts", "models", "variants", "seed", "budget_usd", "output_retries", "max_attempts", "infra_retry_for", "tags", "sheets"}
 	characterFields = []string{"id", "reference"}
 	promptFields    = []string{"id", "text", "image", "mask"}
 	modelFields     = []string{"id", "model", "params"}
@@ -196,6 +196,7 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 			}
 		}
 	}
+	p.sheets(top, s)
 }
 
 func (p *parser) characters(top map[string]entry, root *yaml.Node, s *Spec) {

@@ -79,7 +79,7 @@ func TestSchemaRejectsBadSpecs(t *testing.T) {
 		ok   bool
 	}{
 		{"minimal", ok, true},
-		{"all fields", ok + "variants: 100\nseed: 2147483647\nbudget_usd: 0.01\noutput_retries: 0\nmax_attempts: 25\ntags: {number_of_tags: 20}\n", true},
+		{"all fields", ok + "variants: 100\nseed: 2147483647\nbudget_usd: 0.01\noutput_retries: 0\nmax_attempts: 25\ntags: {number_of_tags: 20}\nsheets: {variants: all}\n", true},
 		{"https reference", head + "characters: [{id: c, reference: \"https://example.com/c.png\"}]\n" + prompts + models, true},
 		{"edit prompt", head + chars + "prompts: [{id: p, text: t, image: refs/s.png, mask: refs/m.png}]\n" + models, true},
 		{"image without mask", head + chars + "prompts: [{id: p, text: t, image: refs/s.png}]\n" + models, false},
@@ -113,6 +113,9 @@ func TestSchemaRejectsBadSpecs(t *testing.T) {
 		{"max attempts", ok + "max_attempts: 0\n", false},
 		{"too many tags", ok + "tags: {number_of_tags: 21}\n", false},
 		{"unknown tags field", ok + "tags: {count: 2}\n", false},
+		{"sheets first", ok + "sheets: {variants: first}\n", true},
+		{"sheets bad variants", ok + "sheets: {variants: 2}\n", false},
+		{"unknown sheets field", ok + "sheets: {size: 3}\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -85,6 +85,9 @@ type Spec struct {
 	InfraRetryFor time.Duration
 	// Tags configures topic tags for prompts; the zero value is off.
 	Tags Tags
+	// Sheets configures the character sheets drawn at the end of the run;
+	// the zero value shows variant 0.
+	Sheets Sheets
 }
 
 // Character is one person to keep consistent, with a single reference image.
@@ -204,8 +207,9 @@ func readMessage(err error) string {
 
 // Digest returns the hex sha256 of the content that determines the outputs:
 // name, characters with their reference's sha256 (or URL), prompts, models
-// with their params, variants, seed, output retries, max attempts and tags.
-// Formatting, comments, key order and the budget do not change it.
+// with their params, variants, seed, output retries, max attempts, tags and
+// a non-default sheets setting (asking for other sheets makes a new run,
+// whose outputs come from the cache). Formatting, comments, key order and the budget do not change it.
 func (s *Spec) Digest() string {
 	type character struct {
 		ID        string `json:"id"`
@@ -233,10 +237,11 @@ func (s *Spec) Digest() string {
 		OutputRetries int         `json:"output_retries"`
 		MaxAttempts   int         `json:"max_attempts"`
 		Tags          int         `json:"number_of_tags"`
+		Sheets        string      `json:"sheets,omitempty"`
 	}{
 		Version: s.Version, Name: s.Name,
 		Variants: s.Variants, Seed: s.Seed, OutputRetries: s.OutputRetries,
-		MaxAttempts: s.MaxAttempts, Tags: s.Tags.NumberOfTags,
+		MaxAttempts: s.MaxAttempts, Tags: s.Tags.NumberOfTags, Sheets: s.Sheets.digest(),
 	}
 	for _, ch := range s.Characters {
 		c.Characters = append(c.Characters, character{ID: ch.ID, Reference: ch.Reference.identity()})

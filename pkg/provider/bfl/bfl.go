@@ -232,7 +232,8 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		}
 	}
 
-	ready, err := c.poll(ctx, id, pollURL, resumed)
+	recorded := resumed || req.OnPending != nil
+	ready, err := c.poll(ctx, id, pollURL, resumed, recorded)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +245,9 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 			if resumed && (pe.Status == http.StatusNotFound || pe.Status == http.StatusGone) {
 				return nil, provider.GoneError(ProviderName, id, "the resumed task's result.sample has expired: "+pe.Message)
 			}
+		}
+		if recorded {
+			return nil, provider.StillPending(err)
 		}
 		return nil, err
 	}

@@ -14,7 +14,15 @@ import (
 // poll waits for the task behind pollURL to leave Pending. A resumed task
 // (Request.Resume) is polled at once, and one BFL no longer knows (404,
 // "Task not found") is provider.ErrGone rather than a lost task.
-func (c *Client) poll(ctx context.Context, id, pollURL string, resumed bool) (readyResult, error) {
+// With recorded set (the caller can resume the task), a poll the provider
+// does not answer is returned marked provider.StillPending.
+func (c *Client) poll(ctx context.Context, id, pollURL string, resumed, recorded bool) (readyResult, error) {
+	unread := func(err error) error {
+		if recorded {
+			return provider.StillPending(err)
+		}
+		return err
+	}
 	first := c.cfg.PollInterval
 	if resumed {
 		first = 0
@@ -29,7 +37,7 @@ func (c *Client) poll(ctx context.Context, id, pollURL string, resumed bool) (re
 		}
 		status, hdr, body, err := c.do(ctx, http.MethodGet, pollURL, nil)
 		if err != nil {
-			return readyResult{}, c.transportError("poll", id, err)
+			return readyResult{}, unread(c.transportError("poll", id, err))
 		}
 		if status == http.StatusNotFound {
 			if resumed {
@@ -39,12 +47,12 @@ func (c *Client) poll(ctx context.Context, id, pollURL string, resumed bool) (re
 				Message: "task unknown or expired: " + c.bodyMessage(body)}
 		}
 		if status != http.StatusOK {
-			return readyResult{}, c.classify(status, hdr, body, id)
+			return readyResult{}, unread(c.classify(status, hdr, body, id))
 		}
 		var pr pollResponse
 		if err := json.Unmarshal(body, &pr); err != nil {
-			return readyResult{}, &provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response", RequestID: id,
-				Message: "poll answer is not JSON: " + c.clip(string(body)), Err: err}
+			return readyResult{}, unread(&provider.Error{Class: provider.Transient, Provider: ProviderName, Status: status, Code: "malformed_response", RequestID: id,
+				Message: "poll answer is not JSON: " + c.clip(string(body)), Err: err})
 		}
 		switch pr.Status {
 		case statusReady:

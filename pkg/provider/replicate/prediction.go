@@ -59,7 +59,7 @@ func (p *prediction) hasOutput() bool {
 // run creates a prediction for model with input and waits until it ends
 // (Client.Tags; Generate creates and waits in two steps).
 func (c *Client) run(ctx context.Context, model string, input map[string]any, text bool) (*prediction, error) {
-	p, err := c.create(ctx, model, input)
+	p, err := c.create(ctx, model, input, true)
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +107,9 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*pre
 			}
 			if !keep {
 				c.cancelPrediction(ctx, p)
+				return nil, err
 			}
-			return nil, err
+			return nil, provider.StillPending(err)
 		}
 		fails, wait = 0, 0
 		p = next
@@ -172,7 +173,9 @@ func (c *Client) abandon(ctx context.Context, p *prediction, cause error) error 
 }
 
 // create sends POST /models/{owner}/{name}/predictions.
-func (c *Client) create(ctx context.Context, model string, input map[string]any) (*prediction, error) {
+// With sync false no Prefer header is sent, so Replicate answers at once
+// with the prediction's id.
+func (c *Client) create(ctx context.Context, model string, input map[string]any, sync bool) (*prediction, error) {
 	owner, name, ok := strings.Cut(model, "/")
 	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
 		return nil, c.errorf(provider.Input, "model %q is not owner/name", model)
@@ -187,7 +190,7 @@ func (c *Client) create(ctx context.Context, model string, input map[string]any)
 		return nil, c.errorf(provider.Input, "create request: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if c.prefer != "" {
+	if c.prefer != "" && sync {
 		req.Header.Set("Prefer", c.prefer)
 	}
 	if c.cancel != "" {

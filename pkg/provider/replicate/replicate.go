@@ -30,9 +30,11 @@
 //
 // # Resuming a paid prediction
 //
-// When the caller sets Request.OnPending, Generate reports the prediction
-// (id, urls.get, created_at) right after the create is accepted, before it
-// waits or downloads, even when sync mode already returned the output. Such
+// When the caller sets Request.OnPending, Generate creates the prediction
+// without sync mode (no Prefer: wait, so the create answers at once) and
+// reports it (id, urls.get, created_at) before it waits or downloads. The
+// price is polling: each such prediction costs 60/PollInterval requests a
+// minute of the 3,000 the account shares. Such
 // a recorded prediction is never canceled by the adapter: a worker that
 // stops waiting (shutdown, crash, deadline) leaves it running, and the
 // task's redelivery passes it back as Request.Resume. Generate then makes no
@@ -260,7 +262,10 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		if input, err = c.input(ctx, m, req); err != nil {
 			return nil, err
 		}
-		if p, err = c.create(ctx, req.Model, input); err == nil && req.OnPending != nil {
+		// A caller that records predictions to resume them gets no sync
+		// mode: a create held for the whole generation would leave a
+		// worker that dies meanwhile without the id of what it paid for.
+		if p, err = c.create(ctx, req.Model, input, req.OnPending == nil); err == nil && req.OnPending != nil {
 			// Before any wait or download: a worker that dies from here on
 			// is redelivered with this prediction to resume.
 			req.OnPending(c.pending(p, began))
@@ -285,6 +290,9 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 			if resumed && (pe.Status == http.StatusNotFound || pe.Status == http.StatusGone) {
 				return nil, provider.GoneError(ProviderName, p.ID, "the resumed prediction's output was removed: "+pe.Message)
 			}
+		}
+		if recorded {
+			return nil, provider.StillPending(err) // the output is paid for; download it later
 		}
 		return nil, err
 	}

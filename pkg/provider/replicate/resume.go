@@ -35,7 +35,7 @@ func (c *Client) resume(ctx context.Context, pend provider.Pending) (*prediction
 		if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
 			return nil, provider.GoneError(ProviderName, pend.ID, "Replicate no longer knows the prediction: "+pe.Message)
 		}
-		return nil, err
+		return nil, provider.StillPending(err)
 	}
 	return next, nil
 }

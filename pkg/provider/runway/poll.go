@@ -35,6 +35,10 @@ func (c *Client) wait(ctx context.Context, id string, done *bool, resumed bool) 
 				if resumed {
 					return task{}, provider.GoneError(ProviderName, id, "Runway no longer has the resumed task (deleted or purged): "+err.Message)
 				}
+				return task{}, err
+			}
+			if *done { // recorded: the caller resumes the task later
+				return task{}, provider.StillPending(err)
 			}
 			return task{}, err
 		}

@@ -1,0 +1,133 @@
+// Package artifact writes what the fan-in (run:finalize) leaves for people
+// to look at once a run's records are in: a thumbnail of every image, a
+// character sheet per character and the HTML report that links them all.
+//
+// The fan-in writes manifest.jsonl and run.json itself, then calls Write
+// with the summary and the records. Write is idempotent and cheap to repeat:
+// thumbnails are named after the sha256 of the image they show, so a second
+// fan-in finds them stored and makes none; sheets and report pages are
+// rewritten from the same records to the same bytes. Every key is below
+// runs/<run>/:
+//
+//	thumbs/<character>/<model>/<prompt>/<variant>-<sha12>.jpg   output thumbnails
+//	thumbs/refs/<sha12>.jpg                                     reference and inpainting thumbnails
+//	sheets/<character>.png                                      character sheets
+//	report/index.html, report/characters/<character>/...        the report
+package artifact
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/spec"
+	"github.com/likeness-run/likeness/pkg/store"
+)
+
+// Blobs is the storage Write reads images from and writes artifacts to.
+// *store.S3 and *store.Dir satisfy it, as does the worker's store.
+type Blobs interface {
+	Put(ctx context.Context, key string, data []byte, contentType string) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]store.Info, error)
+}
+
+// Config configures Write.
+type Config struct {
+	// Store holds the run. Required.
+	Store Blobs
+	// Logger reports images that cannot be read or decoded (they are shown
+	// without a thumbnail, or marked on the sheet). Default slog.Default().
+	Logger *slog.Logger
+	// Workers bounds the images read and thumbnailed at once. Default 8.
+	Workers int
+	// Sheets says what the sheets show. Default: the sheets: block of the
+	// spec stored at the summary's SpecKey (variant 0 when it has none).
+	Sheets *spec.Sheets
+}
+
+func (c Config) withDefaults() Config {
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	return c
+}
+
+// SheetKey is a character's sheet.
+func SheetKey(run, character string) string {
+	return store.RunPrefix(run) + "sheets/" + character + ".png"
+}
+
+// ThumbKey is the thumbnail of the image stored at key with the given hex
+// sha256: outputs keep their place under thumbs/, references and
+// inpainting images go to thumbs/refs/. The hash in the name makes a stored
+// thumbnail always match its image.
+func ThumbKey(run, key, sha256hex string) string {
+	short := sha256hex[:min(12, len(sha256hex))]
+	if rest, ok := strings.CutPrefix(key, store.RunPrefix(run)+"outputs/"); ok {
+		if i := strings.LastIndexByte(rest, '.'); i > strings.LastIndexByte(rest, '/') {
+			rest = rest[:i]
+		}
+		return store.RunPrefix(run) + "thumbs/" + rest + "-" + short + ".jpg"
+	}
+	return store.RunPrefix(run) + "thumbs/refs/" + short + ".jpg"
+}
+
+// Write makes the thumbnails, the character sheets and the report of the
+// run s summarizes. Images that cannot be read or decoded are logged and
+// shown without a thumbnail (and marked on the sheets); a store that
+// cannot be written is an error, so the fan-in is retried.
+func Write(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record) error {
+	if cfg.Store == nil {
+		return errors.New("artifact: Config.Store is required")
+	}
+	if s.Run == "" {
+		return errors.New("artifact: summary has no run id")
+	}
+	cfg = cfg.withDefaults()
+	records = manifest.Dedupe(records)
+	manifest.Sort(records)
+
+	thumbs, err := makeThumbs(ctx, cfg, s.Run, records)
+	if err != nil {
+		return err
+	}
+	sheets, err := makeSheets(ctx, cfg, s, records, thumbs)
+	if err != nil {
+		return err
+	}
+	opts := manifest.ReportOptions{Thumbs: thumbs, Sheets: sheets}
+	err = manifest.RenderReport(s, records, opts, func(key string, html []byte) error {
+		return cfg.Store.Put(ctx, key, html, "text/html; charset=utf-8")
+	})
+	if err != nil {
+		return fmt.Errorf("report of run %s: %w", s.Run, err)
+	}
+	return nil
+}
+
+// sheetsOf reads the spec's sheets: block, falling back to the default.
+func sheetsOf(ctx context.Context, cfg Config, s manifest.Summary) spec.Sheets {
+	if cfg.Sheets != nil {
+		return *cfg.Sheets
+	}
+	if s.SpecKey == "" {
+		return spec.Sheets{}
+	}
+	raw, err := cfg.Store.Get(ctx, s.SpecKey)
+	if err != nil {
+		cfg.Logger.WarnContext(ctx, "spec not readable: sheets show variant 0", "run_id", s.Run, "key", s.SpecKey, "err", err)
+		return spec.Sheets{}
+	}
+	sh, err := spec.ParseSheets(s.SpecKey, raw)
+	if err != nil {
+		cfg.Logger.WarnContext(ctx, "spec sheets: block not usable: sheets show variant 0", "run_id", s.Run, "err", err)
+		return spec.Sheets{}
+	}
+	return sh
+}

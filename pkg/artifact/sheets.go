@@ -1,0 +1,167 @@
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"maps"
+	"slices"
+
+	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/sheet"
+	"github.com/likeness-run/likeness/pkg/spec"
+)
+
+// makeSheets draws and stores one sheet per character and returns their
+// keys by character.
+func makeSheets(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, thumbs map[string]string) (map[string]string, error) {
+	opt := sheetsOf(ctx, cfg, s)
+	models := modelOrder(s, records)
+	keys := make(map[string]string)
+	// Records are sorted by character: one contiguous run each.
+	for i := 0; i < len(records); {
+		j := i
+		for j < len(records) && records[j].Character == records[i].Character {
+			j++
+		}
+		sh := buildSheet(ctx, cfg.Store, s.Run, records[i:j], models, opt, thumbs)
+		var buf bytes.Buffer
+		if err := sheet.Encode(&buf, sh); err != nil {
+			return nil, err
+		}
+		key := SheetKey(s.Run, records[i].Character)
+		if err := cfg.Store.Put(ctx, key, buf.Bytes(), "image/png"); err != nil {
+			return nil, fmt.Errorf("store sheet %s: %w", key, err)
+		}
+		keys[records[i].Character] = key
+		i = j
+	}
+	return keys, nil
+}
+
+// modelOrder is the summary's model order restricted to models with
+// records, then any other model in the records, sorted: the report's
+// column order.
+func modelOrder(s manifest.Summary, records []manifest.Record) []string {
+	seen := make(map[string]bool)
+	for _, r := range records {
+		seen[r.Model] = true
+	}
+	var out []string
+	for _, m := range s.Models {
+		if seen[m.Model] {
+			out = append(out, m.Model)
+			delete(seen, m.Model)
+		}
+	}
+	return append(out, slices.Sorted(maps.Keys(seen))...)
+}
+
+// imageGetter is the part of Blobs a sheet needs.
+type imageGetter interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// buildSheet arranges one character's sorted records as a sheet: a row per
+// prompt (sorted by id, at most sheet.MaxRows), a column per model (in
+// models order) or, with every variant, per model and variant. A cell shows
+// the output's thumbnail when thumbs has one (else the output), opened
+// only when the sheet is drawn; failed, skipped and missing tasks are
+// marked.
+func buildSheet(ctx context.Context, blobs imageGetter, run string, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) *sheet.Sheet {
+	character := records[0].Character
+	sh := &sheet.Sheet{Title: character, Subtitle: "run " + run}
+	open := func(key string) func() (image.Image, error) {
+		return func() (image.Image, error) {
+			data, err := blobs.Get(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			img, _, err := image.Decode(bytes.NewReader(data))
+			return img, err
+		}
+	}
+	if records[0].ReferenceKey != "" {
+		key := records[0].ReferenceKey
+		if t := thumbs[key]; t != "" {
+			key = t
+		}
+		if img, err := open(key)(); err == nil {
+			sh.Reference = img
+		}
+	}
+
+	type cellKey struct {
+		model   string
+		variant int
+	}
+	variants := 1
+	byPrompt := make(map[string]map[cellKey]manifest.Record)
+	var prompts []string
+	texts := make(map[string]string)
+	for _, r := range records {
+		if !opt.All() && r.Variant != 0 {
+			continue
+		}
+		variants = max(variants, r.Variant+1)
+		if byPrompt[r.Prompt] == nil {
+			byPrompt[r.Prompt] = make(map[cellKey]manifest.Record)
+			prompts = append(prompts, r.Prompt)
+			texts[r.Prompt] = r.PromptText
+		}
+		byPrompt[r.Prompt][cellKey{r.Model, r.Variant}] = r
+	}
+	if len(prompts) > sheet.MaxRows {
+		sh.Note = fmt.Sprintf("%d more prompts are not shown; see the report", len(prompts)-sheet.MaxRows)
+		prompts = prompts[:sheet.MaxRows]
+	}
+	var cols []cellKey
+	for _, m := range models {
+		if !opt.All() {
+			cols = append(cols, cellKey{m, 0})
+			sh.Columns = append(sh.Columns, m)
+			continue
+		}
+		for v := range variants {
+			cols = append(cols, cellKey{m, v})
+			sh.Columns = append(sh.Columns, fmt.Sprintf("%s v%d", m, v))
+		}
+	}
+	for _, p := range prompts {
+		sh.Rows = append(sh.Rows, sheet.Row{Label: p, Text: texts[p]})
+		row := make([]sheet.Cell, len(cols))
+		for i, ck := range cols {
+			r, ok := byPrompt[p][ck]
+			switch {
+			case !ok:
+				row[i] = sheet.Cell{Mark: sheet.MarkMissing, Label: "no record"}
+			case r.Status == manifest.Succeeded && r.OutputKey != "":
+				key := r.OutputKey
+				if t := thumbs[key]; t != "" {
+					key = t
+				}
+				row[i] = sheet.Cell{Open: open(key)}
+			case r.Status == manifest.Failed:
+				row[i] = sheet.Cell{Mark: sheet.MarkFailed, Label: label("failed", r.ErrorClass)}
+			case r.Status.Skipped():
+				why := "budget"
+				if r.Status == manifest.SkippedCanceled {
+					why = "canceled"
+				}
+				row[i] = sheet.Cell{Mark: sheet.MarkSkipped, Label: "skipped · " + why}
+			default:
+				row[i] = sheet.Cell{Mark: sheet.MarkMissing, Label: "no image"}
+			}
+		}
+		sh.Cells = append(sh.Cells, row)
+	}
+	return sh
+}
+
+func label(status, class string) string {
+	if class == "" {
+		return status
+	}
+	return status + " · " + class
+}
