@@ -262,4 +262,5 @@ func (a *app) printResult(w io.Writer, blobs blobStore, st *runstate.Status) {
 	fmt.Fprintf(w, "  manifest  %s\n", blobs.Location(store.ManifestKey(st.ID)))
 	fmt.Fprintf(w, "  summary   %s\n", blobs.Location(store.SummaryKey(st.ID)))
 	fmt.Fprintf(w, "  report    %s\n", blobs.Location(store.ReportKey(st.ID)))
+	fmt.Fprintf(w, "  sheets    %s\n", blobs.Location(store.RunPrefix(st.ID)+"sheets"))
 }
