@@ -15,12 +15,17 @@
 //     run come to the least time the providers' limits allow?
 //   - overhead: what does the pipeline (limits, checks, storage, records)
 //     cost per task compared with a bare asynq handler?
+//   - chaos: does a run survive its infrastructure failing under it
+//     (workers SIGKILLed, Redis killed and restarted from its append-only
+//     file, MinIO stopped, the provider down) with every task done once,
+//     every output stored, and no prediction paid twice? It runs its own
+//     Redis and MinIO, which it kills and restarts.
 //   - sentinel: limits on Redis behind Sentinel, failed over midway
 //     (sentinel.go); not part of `bench all`, it needs a Sentinel set.
 //
 // Each scenario flushes a Redis database of its own (Config.RedisDB plus
-// 0, 1, 2), writes to a bucket of its own (a new one per run), and stops
-// every process it started however it ends.
+// 0, 1, 2; chaos: its own server), writes to a bucket of its own (a new one
+// per run), and stops every process it started however it ends.
 package bench
 
 import (
@@ -41,10 +46,15 @@ const (
 	ScenarioLimits   = "limits"
 	ScenarioMakespan = "makespan"
 	ScenarioOverhead = "overhead"
+	ScenarioChaos    = "chaos"
 )
 
-// Scenarios lists the scenarios in the order `bench all` runs them.
-func Scenarios() []string { return []string{ScenarioLimits, ScenarioMakespan, ScenarioOverhead} }
+// Scenarios lists the scenarios in the order `bench all` runs them, then
+// chaos, which `bench all` leaves out (it brings its own Redis and MinIO
+// and takes minutes of faults).
+func Scenarios() []string {
+	return []string{ScenarioLimits, ScenarioMakespan, ScenarioOverhead, ScenarioChaos}
+}
 
 // ErrConfig marks a bad Config or scenario name: nothing was run.
 var ErrConfig = errors.New("bench: bad configuration")
@@ -65,8 +75,9 @@ type S3Config struct {
 }
 
 // Config configures the benchmarks. Zero fields take the documented
-// defaults; RedisURL and S3.Endpoint are required, and Executable for the
-// scenarios that start processes (limits, makespan).
+// defaults; RedisURL and S3.Endpoint are required (except by chaos, which
+// starts its own), and Executable for the scenarios that start processes
+// (limits, makespan, chaos).
 type Config struct {
 	// Executable is the likeness binary started as `likeness worker` and
 	// `likeness sim-provider` subprocesses (the CLI passes its own).
@@ -82,11 +93,12 @@ type Config struct {
 	// S3 is the object store (LIKENESS_S3_*).
 	S3 S3Config
 	// Workers overrides the scenario's number of worker processes (limits
-	// and makespan: 4). Overhead always runs one in-process worker.
+	// and makespan: 4, chaos: 3). Overhead always runs one in-process
+	// worker.
 	Workers int
 	// Tasks overrides the scenario's number of tasks (limits 1,200,
-	// makespan 2,000, overhead 20,000). It is rounded to what the spec's
-	// fan-out can express.
+	// makespan 2,000, overhead 20,000, chaos 1,000). It is rounded up to
+	// what the spec's fan-out can express.
 	Tasks int
 	// Env is the environment the subprocesses start from; provider keys
 	// and LIKENESS_* variables are removed from it and the scenario's own
@@ -104,14 +116,44 @@ type Config struct {
 	// Telemetry, when set, traces the overhead scenario's pipeline (submit
 	// and every task), to measure what tracing costs. Nil: no tracing.
 	Telemetry *telemetry.Telemetry
+
+	// RedisServer is the redis-server executable the chaos scenario starts,
+	// kills and restarts (a path, or a name looked up on PATH). Default
+	// "redis-server".
+	RedisServer string
+	// MinIO is the minio executable the chaos scenario starts, stops and
+	// restarts. Default "minio" (the CLI passes the binary scripts/lib.sh
+	// builds into the cache when it exists).
+	MinIO string
+	// TimeScale multiplies every time of the chaos scenario: when each
+	// fault starts and how long it lasts, the worker kill interval, the
+	// image latency and the makespan slack (not the rate limit). Default 1;
+	// the smoke test uses 0.1.
+	TimeScale float64
+	// Timeout bounds how long the chaos scenario waits for its run before
+	// it stops waiting and reports what it has (missing its targets).
+	// Default: twice the makespan target, plus a minute.
+	Timeout time.Duration
 }
 
-func (c Config) withDefaults() (Config, error) {
-	if c.RedisURL == "" {
+func (c Config) withDefaults(scenario string) (Config, error) {
+	if c.RedisURL == "" && scenario != ScenarioChaos {
 		return c, fmt.Errorf("%w: the Redis URL is required (LIKENESS_REDIS_URL)", ErrConfig)
 	}
-	if c.S3.Endpoint == "" {
+	if c.S3.Endpoint == "" && scenario != ScenarioChaos {
 		return c, fmt.Errorf("%w: the object store endpoint is required (LIKENESS_S3_ENDPOINT)", ErrConfig)
+	}
+	if c.RedisServer == "" {
+		c.RedisServer = "redis-server"
+	}
+	if c.MinIO == "" {
+		c.MinIO = "minio"
+	}
+	if c.TimeScale < 0 || c.Timeout < 0 {
+		return c, fmt.Errorf("%w: TimeScale and Timeout must not be negative", ErrConfig)
+	}
+	if c.TimeScale == 0 {
+		c.TimeScale = 1
 	}
 	if c.RedisDB == 0 {
 		c.RedisDB = 10
@@ -149,9 +191,15 @@ type Result interface {
 // (see Result.Check). Errors wrap ErrConfig for bad configuration and
 // ErrInfra when Redis or the object store do not answer.
 func Run(ctx context.Context, cfg Config, scenario string) (Result, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.withDefaults(scenario)
 	if err != nil {
 		return nil, err
+	}
+	if scenario == ScenarioChaos {
+		if cfg.Executable == "" {
+			return nil, fmt.Errorf("%w: scenario %s starts processes and needs the likeness executable", ErrConfig, scenario)
+		}
+		return runChaos(ctx, cfg)
 	}
 	var run func(context.Context, *env) (Result, error)
 	db := cfg.RedisDB

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -32,62 +34,42 @@ type env struct {
 	dir      string
 	tmpDir   bool // dir was created here and is removed on success
 
-	redisURL  string // Config.RedisURL with the scenario's database
-	redisOpt  asynq.RedisConnOpt
-	rdb       redis.UniversalClient
-	runs      *runstate.Store
-	bucket    string
-	blobs     *store.S3
+	redisURL string // Config.RedisURL with the scenario's database
+	redisOpt asynq.RedisConnOpt
+	rdb      redis.UniversalClient
+	runs     *runstate.Store
+	bucket   string
+	blobs    *store.S3
+
+	mu        sync.Mutex // guards processes: chaos starts them from several goroutines
 	processes []*proc
+}
+
+// procs returns the processes started so far.
+func (e *env) procs() []*proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.processes)
 }
 
 // setup connects to Redis and the object store, flushes the scenario's
 // database and creates its bucket.
 func setup(ctx context.Context, cfg Config, scenario string, db int) (*env, error) {
+	e, err := newEnv(cfg, scenario)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.connect(ctx, db); err != nil {
+		e.discard()
+		return nil, err
+	}
+	return e, nil
+}
+
+// newEnv makes the scenario's working directory.
+func newEnv(cfg Config, scenario string) (*env, error) {
 	e := &env{cfg: cfg, scenario: scenario}
-	// redisconn first: its errors never quote the URL (or its password).
-	ropt, err := redisconn.Parse(cfg.RedisURL)
-	if err == nil {
-		ropt, err = ropt.WithDB(db)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
-	}
-	u, err := withDB(cfg.RedisURL, db)
-	if err != nil {
-		return nil, fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
-	}
-	e.redisURL = u
-	e.redisOpt = ropt.Asynq()
-	e.rdb = ropt.Client()
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := e.rdb.Ping(pctx).Err(); err != nil {
-		e.rdb.Close()
-		return nil, fmt.Errorf("%w: redis %s: %v", ErrInfra, ropt, err)
-	}
-	if err := e.rdb.FlushDB(pctx).Err(); err != nil {
-		e.rdb.Close()
-		return nil, fmt.Errorf("%w: flush redis database %d: %v", ErrInfra, db, err)
-	}
-	e.runs = runstate.New(e.rdb, runstate.Config{})
-
-	e.bucket = bucketName(cfg.S3.Bucket, scenario, time.Now())
-	e.blobs, err = store.NewS3(store.S3Config{
-		Endpoint: cfg.S3.Endpoint, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
-		Bucket: e.bucket, Secure: cfg.S3.Secure, Region: cfg.S3.Region,
-	})
-	if err != nil {
-		e.rdb.Close()
-		return nil, fmt.Errorf("%w: object store: %v", ErrConfig, err)
-	}
-	bctx, cancel2 := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel2()
-	if err := e.blobs.EnsureBucket(bctx); err != nil {
-		e.rdb.Close()
-		return nil, fmt.Errorf("%w: object store %s: %v", ErrInfra, cfg.S3.Endpoint, err)
-	}
-
+	var err error
 	e.dir = cfg.Dir
 	if e.dir == "" {
 		e.dir, err = os.MkdirTemp("", "likeness-bench-"+scenario+"-")
@@ -97,23 +79,91 @@ func setup(ctx context.Context, cfg Config, scenario string, db int) (*env, erro
 		err = os.MkdirAll(e.dir, 0o755)
 	}
 	if err != nil {
-		e.rdb.Close()
 		return nil, fmt.Errorf("bench: working directory: %w", err)
 	}
-	e.progressf("redis db %d flushed, bucket %s, files in %s", db, e.bucket, e.dir)
 	return e, nil
 }
 
-// close stops every process the scenario started and closes the clients;
+// connect connects to e.cfg's Redis (database db) and object store,
+// flushes the database and creates the scenario's bucket.
+func (e *env) connect(ctx context.Context, db int) error {
+	cfg := e.cfg
+	// redisconn first: its errors never quote the URL (or its password).
+	ropt, err := redisconn.Parse(cfg.RedisURL)
+	if err == nil {
+		ropt, err = ropt.WithDB(db)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
+	}
+	u, err := withDB(cfg.RedisURL, db)
+	if err != nil {
+		return fmt.Errorf("%w: LIKENESS_REDIS_URL: %v", ErrConfig, err)
+	}
+	e.redisURL = u
+	e.redisOpt = ropt.Asynq()
+	e.rdb = ropt.Client()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := e.rdb.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("%w: redis %s: %v", ErrInfra, ropt, err)
+	}
+	if err := e.rdb.FlushDB(pctx).Err(); err != nil {
+		return fmt.Errorf("%w: flush redis database %d: %v", ErrInfra, db, err)
+	}
+	e.runs = runstate.New(e.rdb, runstate.Config{})
+
+	e.bucket = bucketName(cfg.S3.Bucket, e.scenario, time.Now())
+	e.blobs, err = store.NewS3(store.S3Config{
+		Endpoint: cfg.S3.Endpoint, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
+		Bucket: e.bucket, Secure: cfg.S3.Secure, Region: cfg.S3.Region,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: object store: %v", ErrConfig, err)
+	}
+	bctx, cancel2 := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel2()
+	if err := e.blobs.EnsureBucket(bctx); err != nil {
+		return fmt.Errorf("%w: object store %s: %v", ErrInfra, cfg.S3.Endpoint, err)
+	}
+	e.progressf("redis db %d flushed, bucket %s, files in %s", db, e.bucket, e.dir)
+	return nil
+}
+
+// close stops every process the scenario started (Redis and MinIO last)
+// and closes the clients;
 // the working directory is removed when the scenario succeeded and was
 // not given one.
 func (e *env) close(ok bool) {
-	stopAll(e.processes, 10*time.Second)
-	e.rdb.Close()
+	var first, last []*proc
+	for _, p := range e.procs() {
+		if p.infra {
+			last = append(last, p)
+		} else {
+			first = append(first, p)
+		}
+	}
+	stopAll(first, 10*time.Second)
+	stopAll(last, 10*time.Second)
+	if e.rdb != nil {
+		e.rdb.Close()
+	}
 	if ok && e.tmpDir {
 		os.RemoveAll(e.dir)
 	} else if !ok {
 		e.progressf("process logs and files kept in %s", e.dir)
+	}
+}
+
+// discard undoes newEnv and connect for a scenario that never started:
+// it closes the client and removes a temporary directory.
+func (e *env) discard() {
+	stopAll(e.procs(), 10*time.Second)
+	if e.rdb != nil {
+		e.rdb.Close()
+	}
+	if e.tmpDir {
+		os.RemoveAll(e.dir)
 	}
 }
 
@@ -191,6 +241,9 @@ type fanOut struct {
 	prompts    int
 	variants   int
 	models     []specModel
+	// seed is the spec's seed; 0 takes one from the clock, so no output of
+	// an earlier run in the same bucket matches.
+	seed int64
 }
 
 type specModel struct {
@@ -202,11 +255,14 @@ type specModel struct {
 func (f fanOut) tasks() int { return f.characters * f.prompts * len(f.models) * f.variants }
 
 // loadSpec writes the spec and its references and loads it as the CLI
-// would. The spec's seed comes from the clock, so no output of an earlier
-// run matches.
+// would, with f.seed or, without one, a seed from the clock.
 func (e *env) loadSpec(f fanOut) (*spec.Spec, error) {
+	seed := f.seed
+	if seed == 0 {
+		seed = time.Now().UnixNano() % spec.MaxSeed
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\nname: %s\nseed: %d\nvariants: %d\ncharacters:\n", f.name, time.Now().UnixNano()%spec.MaxSeed, f.variants)
+	fmt.Fprintf(&b, "version: 1\nname: %s\nseed: %d\nvariants: %d\ncharacters:\n", f.name, seed, f.variants)
 	for i := range f.characters {
 		ref := fmt.Sprintf("refs/c%d.png", i)
 		if _, err := e.writeFile(ref, reference(i)); err != nil {

@@ -24,6 +24,9 @@ type proc struct {
 	log  string
 	done chan struct{}
 	err  error // set before done closes
+	// infra marks Redis and MinIO processes, stopped after the others so
+	// that workers shut down against live servers.
+	infra bool
 }
 
 // start runs the likeness executable with args in its own process group
@@ -32,6 +35,11 @@ type proc struct {
 // Lines of its stderr go to <dir>/<name>.log and, when onLine is set, to
 // onLine.
 func (e *env) start(name string, args []string, environ []string, onLine func(string)) (*proc, error) {
+	return e.startBin(name, e.cfg.Executable, args, environ, onLine)
+}
+
+// startBin is start for any executable (redis-server, minio).
+func (e *env) startBin(name, bin string, args []string, environ []string, onLine func(string)) (*proc, error) {
 	logPath, err := e.writeFile(name+".log", nil)
 	if err != nil {
 		return nil, err
@@ -40,7 +48,7 @@ func (e *env) start(name string, args []string, environ []string, onLine func(st
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.cfg.Executable, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = environ
 	cmd.Stdout = logFile
 	cmd.SysProcAttr = sysProcAttr()
@@ -54,7 +62,9 @@ func (e *env) start(name string, args []string, environ []string, onLine func(st
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	e.mu.Lock()
 	e.processes = append(e.processes, p)
+	e.mu.Unlock()
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -88,6 +98,17 @@ func (p *proc) exited() error {
 	}
 }
 
+// kill sends SIGKILL (no chance to clean up) and waits for the exit.
+func (p *proc) kill() {
+	if p.exited() == nil {
+		_ = p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// stop sends SIGTERM, waits up to grace for the exit, then kills.
+func (p *proc) stop(grace time.Duration) { stopAll([]*proc{p}, grace) }
+
 // stopAll sends SIGTERM to every running process, waits up to grace for
 // them to exit, then kills the rest.
 func stopAll(ps []*proc, grace time.Duration) {
@@ -109,15 +130,16 @@ func stopAll(ps []*proc, grace time.Duration) {
 
 // startSim starts `likeness sim-provider` on a free loopback port with the
 // models file config and returns its base URL (http://127.0.0.1:PORT).
-func (e *env) startSim(ctx context.Context, config []byte, token string, seed int64) (string, error) {
+// extra are more sim-provider flags.
+func (e *env) startSim(ctx context.Context, config []byte, token string, seed int64, extra ...string) (string, error) {
 	path, err := e.writeFile("sim-models.yaml", config)
 	if err != nil {
 		return "", err
 	}
 	addr := make(chan string, 1)
 	var once sync.Once
-	p, err := e.start("sim-provider", []string{"sim-provider", "--listen", "127.0.0.1:0", "--config", path,
-		"--token", token, "--seed", fmt.Sprint(seed), "--output-size", "64", "--log-level", "info"},
+	p, err := e.start("sim-provider", append([]string{"sim-provider", "--listen", "127.0.0.1:0", "--config", path,
+		"--token", token, "--seed", fmt.Sprint(seed), "--output-size", "64", "--log-level", "info"}, extra...),
 		e.subprocessEnv(), func(line string) {
 			var l struct {
 				Msg  string `json:"msg"`

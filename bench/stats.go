@@ -19,6 +19,10 @@ type simStats struct {
 	ServerErrors         int64 `json:"server_errors"`
 	Invalid              int64 `json:"invalid"`
 	Blank                int64 `json:"blank"`
+	Moderated            int64 `json:"moderated"`
+	RepeatedCreates      int64 `json:"repeated_creates"`
+	OutageRefused        int64 `json:"outage_refused"`
+	OutageCreates        int64 `json:"outage_creates"`
 	InFlight             int   `json:"in_flight"`
 	MaxInFlight          int   `json:"max_in_flight"`
 	Models               map[string]simModelStats

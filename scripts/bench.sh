@@ -11,9 +11,13 @@
 # loopback port) and `likeness worker` processes from that binary, and
 # stops them however it ends; this script stops Redis and MinIO.
 #
+# The chaos scenario brings its own Redis and MinIO (it kills and restarts
+# them): for it this script starts neither and passes the cached MinIO
+# binary with --minio.
+#
 # Usage:
-#   scripts/bench.sh limits|makespan|overhead [likeness bench flags]
-#   scripts/bench.sh all [likeness bench flags]   the three, in sequence
+#   scripts/bench.sh limits|makespan|overhead|chaos [likeness bench flags]
+#   scripts/bench.sh all [likeness bench flags]   limits, makespan, overhead in sequence
 #   scripts/bench.sh sentinel [likeness bench flags]
 #       limits against a Redis Sentinel set (master, replica, three
 #       sentinels, started here too), failed over midway
@@ -32,14 +36,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 
 usage() {
-	printf 'usage: %s limits|makespan|overhead|all|sentinel [likeness bench flags]\n' "${0##*/}" >&2
+	printf 'usage: %s limits|makespan|overhead|chaos|sentinel|all [likeness bench flags]\n' "${0##*/}" >&2
 	exit 2
 }
 (($#)) || usage
 scenario=$1
 shift
 case $scenario in
-limits | makespan | overhead | sentinel) scenarios=("$scenario") ;;
+limits | makespan | overhead | chaos | sentinel) scenarios=("$scenario") ;;
 all) scenarios=(limits makespan overhead) ;;
 -h | --help) usage ;;
 *)
@@ -69,6 +73,13 @@ trap 'exit 143' TERM
 BENCH_BIN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/likeness-bench-bin.XXXXXX")
 infra_log "building likeness into $BENCH_BIN_DIR"
 go build -o "$BENCH_BIN_DIR/likeness" ./cmd/likeness
+
+if [[ $scenario == chaos ]]; then
+	infra_log "likeness bench chaos $*"
+	status=0
+	"$BENCH_BIN_DIR/likeness" bench chaos --minio "$(infra_minio_bin)" --redis-server "$(command -v redis-server)" "$@" || status=$?
+	exit "$status"
+fi
 
 infra_up
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -48,13 +49,24 @@ Scenarios (docs/benchmarks.md has the measured numbers):
             Redis. JSON: tasks_per_s, raw_asynq_tasks_per_s, ratio,
             p99_overhead_ms (p99 handler time of the pipeline minus the
             no-op's).
+  chaos     1,000 tasks over five simulated Replicate models (600/min, 40 in
+            flight, 2.5 s, 5% 503, 3% 429, 2% blank, 1% moderated) on three
+            workers, while a worker is SIGKILLed every 9 s, Redis is killed at
+            20 s and restarted on its AOF 3 s later, MinIO is stopped from 45 s
+            to 65 s and the provider answers 503 from 75 s to 105 s. It runs
+            its own redis-server and MinIO (--redis-server, --minio) and needs
+            no LIKENESS_REDIS_URL. JSON: succeeded (target: all),
+            duplicate_records (0), missing_outputs (0), paid_predictions_per_task
+            (<= 1.04), makespan_s (<= bound_s + outage_s + 30), worker_kills.
+            Not part of scripts/bench.sh all.
   sentinel  limits on Redis behind Sentinel (a redis-sentinel:// URL), the
             master failed over when half the tasks are done. JSON: the
             limits fields (target achieved_ratio >= 0.95, over_limit_windows
-            0), failover_s, tasks and succeeded (target: all).
+            0), failover_s, tasks and succeeded (target: all). Not part of
+            scripts/bench.sh all.
 
-Each scenario flushes Redis database --redis-db (limits, sentinel), +1
-(makespan) or +2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
+Each scenario flushes Redis database --redis-db (limits), +1 (makespan) or
++2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
 
 Exit status: 0 when the scenario met its targets, 1 when it ran but missed
 one (the JSON line is printed either way), 2 for bad input or missing
@@ -83,7 +95,10 @@ configuration, 3 when Redis or the object store do not answer.`,
 				}
 				cfg.S3.Secure = b
 			}
-			if cfg.RedisURL == "" || cfg.S3.Endpoint == "" {
+			if cfg.MinIO == "" {
+				cfg.MinIO = cachedMinIO(a.getenv)
+			}
+			if args[0] != bench.ScenarioChaos && (cfg.RedisURL == "" || cfg.S3.Endpoint == "") {
 				return inputErr(errors.New("bench needs a real Redis and object store: set LIKENESS_REDIS_URL and LIKENESS_S3_ENDPOINT (with LIKENESS_S3_ACCESS_KEY and LIKENESS_S3_SECRET_KEY), or run scripts/bench.sh"))
 			}
 			cfg.Progress = a.stderr
@@ -129,13 +144,42 @@ configuration, 3 when Redis or the object store do not answer.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.Workers, "workers", 0, "worker processes (limits, makespan; default 4)")
-	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000)")
+	f.IntVar(&cfg.Workers, "workers", 0, "worker processes (limits, makespan: default 4; chaos: 3)")
+	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000, chaos 1000)")
 	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the three Redis databases the scenarios flush and use")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the scenario's files (spec, limits, process logs) under this directory")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process to this file (go tool pprof FILE); the overhead scenario's pipeline runs in it")
+	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "chaos: the redis-server executable it starts, kills and restarts")
+	f.StringVar(&cfg.MinIO, "minio", "", "chaos: the minio executable it starts, stops and restarts (default: the one scripts/bench.sh builds into the cache, else minio on PATH)")
+	f.Float64Var(&cfg.TimeScale, "time-scale", 1, "chaos: multiply every fault time, the kill interval, the image latency and the makespan slack (0.1: ten times faster)")
+	f.DurationVar(&cfg.Timeout, "timeout", 0, "chaos: stop waiting for the run after this long and report (default: twice the makespan target plus a minute)")
 	f.BoolVar(&tracing, "tracing", false, "overhead: work half the tasks traced (runs untraced, traced, traced, untraced; spans exported to a discarding exporter) and report traced_tasks_per_s and tracing_ratio, target >= 0.95")
 	return cmd
+}
+
+// cachedMinIO is the MinIO binary scripts/lib.sh builds
+// (${LIKENESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/likeness}/bin/minio)
+// when it exists, else "minio" to be found on PATH.
+func cachedMinIO(getenv func(string) string) string {
+	dir := getenv("LIKENESS_CACHE")
+	if dir == "" {
+		base := getenv("XDG_CACHE_HOME")
+		if base == "" {
+			if home := getenv("HOME"); home != "" {
+				base = filepath.Join(home, ".cache")
+			}
+		}
+		if base != "" {
+			dir = filepath.Join(base, "likeness")
+		}
+	}
+	if dir != "" {
+		bin := filepath.Join(dir, "bin", "minio")
+		if fi, err := os.Stat(bin); err == nil && !fi.IsDir() {
+			return bin
+		}
+	}
+	return "minio"
 }
 
 // discardSpans is a span exporter that drops what it is given.

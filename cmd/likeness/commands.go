@@ -73,7 +73,7 @@ re-finalizes complete runs whose fan-in was lost, so a run always ends
 even with no scheduler running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			in, err := a.connect(cmd.Context(), connectOpts{needStore: true})
+			in, err := a.connect(cmd.Context(), connectOpts{needStore: true, waitForStore: true})
 			if err != nil {
 				return err
 			}

@@ -79,6 +79,9 @@ type connectOpts struct {
 	outDir string
 	// needStore is false for commands that only read Redis.
 	needStore bool
+	// waitForStore makes a bucket that does not answer a wait, not an
+	// error (the worker).
+	waitForStore bool
 }
 
 // connect builds Redis and store clients from the environment and checks
@@ -130,12 +133,30 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		return in, nil
 	}
 	blobs, err := a.openStore(ctx, o.outDir)
+	for o.waitForStore && isInfra(err) {
+		// A worker started while the bucket is away waits for it: its
+		// tasks could not run anyway, and a fleet whose replacements
+		// exit at start comes back cold.
+		a.log.Warn("object store does not answer; waiting for it", "err", err)
+		select {
+		case <-ctx.Done():
+			in.Close()
+			return nil, err
+		case <-time.After(2 * time.Second):
+		}
+		blobs, err = a.openStore(ctx, o.outDir)
+	}
 	if err != nil {
 		in.Close()
 		return nil, err
 	}
 	in.blobs = blobs
 	return in, nil
+}
+
+func isInfra(err error) bool {
+	var ee *exitError
+	return errors.As(err, &ee) && ee.code == exitInfra
 }
 
 func (a *app) openStore(ctx context.Context, outDir string) (blobStore, error) {

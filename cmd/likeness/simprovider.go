@@ -53,8 +53,21 @@ Limits answer 429 with Replicate's body and retry_after; --rate-limit and
 --concurrency apply to all models together, a model's rate_limit and
 concurrency to that model alone. GET /stats reports every counter (per
 model under "models"), with the largest number of accepted creates in any
-window and the windows over a limit (?window=1m&limit=600); POST
-/stats/reset zeroes them. It listens on loopback unless --listen says
+window and the windows over a limit (?window=1m&limit=600), and
+paid_predictions: the predictions created, which a provider bills whatever
+their end (a create refused with 429, 4xx or 503 is not paid); POST
+/stats/reset zeroes them.
+
+POST /admin/outage?for=30s starts an outage: for 30 s every request under
+/v1/ and /files/ is answered 503 (nothing created, nothing paid); for=0
+ends it, GET shows it. /stats, /healthz and /admin need no token.
+
+Input images given by URL are fetched only from the simulator itself (its
+/v1/files uploads and its outputs); data: URIs work. Any other URL is
+refused 422, as Replicate refuses an input it cannot fetch: a hosted
+provider cannot reach a loopback, private (RFC 1918, unique local) or
+link-local host such as a bucket inside your network, and the simulator
+never reaches the internet. It listens on loopback unless --listen says
 otherwise.`,
 		Example: `  likeness sim-provider --listen 127.0.0.1:8089 --rate-limit 600 --concurrency 100
   likeness sim-provider --config sim.yaml --latency-scale 0.1 --output-size 256`,

@@ -84,12 +84,12 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*pre
 		return c.abandon(ctx, p, cause)
 	}
 	fails := 0
-	var wait time.Duration
+	wait := c.cfg.FirstPoll - c.cfg.PollInterval // the first poll comes sooner
 	for {
 		if done, err := c.settled(p, text); done {
 			return p, err
 		}
-		if err := sleep(ctx, max(c.cfg.PollInterval, wait)); err != nil {
+		if err := sleep(ctx, max(c.cfg.PollInterval+min(wait, 0), wait)); err != nil {
 			return nil, abandon(err)
 		}
 		next, err := c.get(ctx, p)

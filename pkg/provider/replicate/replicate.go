@@ -166,6 +166,13 @@ type Config struct {
 	// 3,000/min non-create budget the whole fleet shares; see the package
 	// documentation before lowering it.
 	PollInterval time.Duration
+	// FirstPoll is the pause before the first poll of a prediction that
+	// was not finished when created; later polls come every PollInterval.
+	// A prediction created without sync mode is seldom done at once, and
+	// image models take a few seconds: polling first after one second,
+	// then every two, finds a 2.5 s image at 3 s instead of 4 s. Default
+	// min(1s, PollInterval).
+	FirstPoll time.Duration
 	// Wait is how long Replicate may hold the create request for the result
 	// (sync mode, header "Prefer: wait=N", whole seconds in 1..60). Zero
 	// means DefaultWait (60 s); a negative value disables sync mode (no
@@ -211,6 +218,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.FirstPoll <= 0 {
+		cfg.FirstPoll = min(time.Second, cfg.PollInterval)
 	}
 	if cfg.Wait == 0 {
 		cfg.Wait = DefaultWait

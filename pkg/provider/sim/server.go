@@ -82,10 +82,21 @@ type ServerConfig struct {
 //	GET    /files/outputs/{id}.{png|jpg}          output image (no auth), rendered on request
 //	GET    /stats                                 Stats as JSON, plus derived fields (no auth)
 //	POST   /stats/reset                           zero the counters and the accept log (no auth)
+//	POST   /admin/outage?for=30s                  answer every /v1 and /files request 503 for 30 s (no auth; GET shows it)
 //	GET    /healthz                               "ok"
 //
 // Every /v1 route needs "Authorization: Bearer <ServerConfig.Token>"
 // unless Token is empty.
+//
+// Input images given by URL are fetched only from this server itself (its
+// uploads, its outputs); any other host is refused 422 as unreachable, as
+// a hosted provider refuses a private bucket's URL (server_fetch.go).
+//
+// Paid predictions: Replicate bills every prediction it creates, whatever
+// its end (succeeded, blank, moderated, canceled); a create answered 429,
+// 4xx or 503, or refused during an outage, creates nothing and costs
+// nothing. Stats.Created counts exactly the paid predictions (GET /stats
+// also reports it as paid_predictions).
 //
 // Lifecycle: a prediction's fate is drawn when it is created (latency, moderated,
 // blank, slow) and its state is computed from the clock at each request: it
@@ -142,11 +153,14 @@ type Server struct {
 	refs          refCache
 	mux           *http.ServeMux
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	salt    uint64
-	ids     uint64
-	preds   map[string]*prediction
+	mu    sync.Mutex
+	rng   *rand.Rand
+	salt  uint64
+	ids   uint64
+	preds map[string]*prediction
+	// inputs maps each created prediction's createRequest.inputKey to its
+	// id and creation time, for Stats.RepeatedCreates.
+	inputs  map[[32]byte]firstCreate
 	order   []*prediction // creation order, for MaxPredictions
 	flight  flight        // in-flight predictions by end time
 	files   map[string]*upload
@@ -159,6 +173,10 @@ type Server struct {
 	// throttleRNG draws ModelBehavior.ThrottleRate; a stream of its own so
 	// that models without random throttling see the same fates as before.
 	throttleRNG *rand.Rand
+
+	// outageFrom and outageUntil bound the current outage (zero: none);
+	// see server_outage.go.
+	outageFrom, outageUntil time.Time
 }
 
 // outcome is a prediction's fate, drawn at creation.
@@ -295,6 +313,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x73696d2d73727672)), // "sim-srvr"
 		salt:   splitmix(uint64(cfg.Seed)),
 		preds:  make(map[string]*prediction),
+		inputs: make(map[[32]byte]firstCreate),
 		files:  make(map[string]*upload),
 
 		perModel:    make(map[string]*modelState),
@@ -327,6 +346,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /files/outputs/{file}", s.handleOutput)
 	m.HandleFunc("GET /stats", s.handleStats)
 	m.HandleFunc("POST /stats/reset", s.handleReset)
+	m.HandleFunc("GET /admin/outage", s.handleOutage)
+	m.HandleFunc("POST /admin/outage", s.handleOutage)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		if s.authorize(w, r) {
@@ -338,7 +359,7 @@ func (s *Server) routes() {
 
 // Handler returns the HTTP handler serving every route; mount it at the
 // root of a listener (the adapter's base URL is then http://HOST:PORT/v1).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // authorize checks the bearer token and answers 401 when it is wrong.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
@@ -504,6 +525,12 @@ func (s *Server) firstEndLocked(model string) time.Time {
 	return first
 }
 
+// firstCreate is the first prediction created for an exact input.
+type firstCreate struct {
+	id string
+	at time.Time
+}
+
 // createLocked makes the prediction for an admitted create.
 func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *prediction {
 	b := req.behavior
@@ -541,6 +568,13 @@ func (s *Server) createLocked(req *createRequest, d fate, now time.Time) *predic
 		}
 	}
 	s.preds[p.id] = p
+	if first, ok := s.inputs[req.inputKey]; ok {
+		s.st.RepeatedCreates++
+		s.cfg.Logger.Info("sim server: prediction repeats an earlier one's exact input (paid twice)",
+			"prediction_id", p.id, "model", p.model, "first_id", first.id, "first_created", first.at, "since_first_s", now.Sub(first.at).Seconds())
+	} else if len(s.inputs) < s.cfg.MaxPredictions {
+		s.inputs[req.inputKey] = firstCreate{p.id, now}
+	}
 	s.order = append(s.order, p)
 	if len(s.order) > s.cfg.MaxPredictions {
 		old := s.order[0]

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -14,19 +13,15 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode"
 
-	"github.com/likeness-run/likeness/pkg/provider"
 	_ "golang.org/x/image/webp" // reference formats accepted by the server
 )
 
@@ -52,7 +47,10 @@ type createRequest struct {
 	model    string
 	behavior ModelBehavior
 	input    json.RawMessage // echo, with data: URIs elided
-	prompt   string          // prompt, or the text of a tags model
+	// inputKey identifies the exact request: the model and the whole
+	// input, data URIs included (see Stats.RepeatedCreates).
+	inputKey [sha256.Size]byte
+	prompt   string // prompt, or the text of a tags model
 	seed     int64
 	hasSeed  bool
 	aspect   string // "W:H" or "match_input_image"
@@ -145,6 +143,8 @@ func (s *Server) parseCreate(w http.ResponseWriter, r *http.Request, model strin
 	if err != nil { // unreachable: the map came from JSON
 		return nil, badRequest("input: %v", err)
 	}
+	full, _ := json.Marshal(in.Input) // keys sorted: the same input, the same bytes
+	req.inputKey = sha256.Sum256(append([]byte(model+"\x00"), full...))
 	return req, nil
 }
 
@@ -349,125 +349,6 @@ func elideDataURIs(in map[string]any) map[string]any {
 		return v
 	}
 	return walk(in).(map[string]any)
-}
-
-// resolveRef decodes a reference given as a data: URI or a loopback URL.
-// Files uploaded to this server (urls.get) are read from memory.
-func (s *Server) resolveRef(r *http.Request, field, uri string) (image.Image, *problem) {
-	if strings.HasPrefix(uri, "data:") {
-		data, err := provider.DecodeDataURI(uri)
-		if err != nil {
-			return nil, invalidInput(field, "data URI: %v", err)
-		}
-		img, err := s.decodeRef(sha256.Sum256(data), data)
-		if err != nil {
-			return nil, invalidInput(field, "%v", err)
-		}
-		return img, nil
-	}
-	u, err := url.Parse(uri)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, invalidInput(field, "must be a data: URI or an http(s) URL")
-	}
-	if !loopbackHost(u.Hostname()) {
-		return nil, invalidInput(field, "the simulator only fetches loopback URLs (127.0.0.0/8, ::1, localhost), not host %q", u.Hostname())
-	}
-	if u.Host == r.Host {
-		if id, ok := uploadID(u.Path); ok {
-			f := s.upload(id)
-			if f == nil {
-				return nil, invalidInput(field, "file %s not found", id)
-			}
-			img, err := s.decodeRef(f.sha256, f.data)
-			if err != nil {
-				return nil, invalidInput(field, "%v", err)
-			}
-			return img, nil
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	data, err := s.fetchRef(ctx, u.String())
-	if err != nil {
-		return nil, invalidInput(field, "%v", err)
-	}
-	img, err := s.decodeRef(sha256.Sum256(data), data)
-	if err != nil {
-		return nil, invalidInput(field, "%v", err)
-	}
-	return img, nil
-}
-
-// uploadID extracts a file id from this server's upload paths.
-func uploadID(path string) (string, bool) {
-	if id, ok := strings.CutPrefix(path, "/files/uploads/"); ok && id != "" && !strings.Contains(id, "/") {
-		return id, true
-	}
-	if rest, ok := strings.CutPrefix(path, "/v1/files/"); ok {
-		if id, ok := strings.CutSuffix(rest, "/download"); ok && id != "" && !strings.Contains(id, "/") {
-			return id, true
-		}
-	}
-	return "", false
-}
-
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// newFetchClient returns an HTTP client that can only connect to loopback
-// addresses, whatever the URL's host resolves to or redirects to.
-func newFetchClient() *http.Client {
-	dialer := &net.Dialer{
-		Timeout: 5 * time.Second,
-		Control: func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				return fmt.Errorf("sim: refusing to connect to non-loopback address %s", address)
-			}
-			return nil
-		},
-	}
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			Proxy:               nil, // never through a proxy: loopback only
-			DialContext:         dialer.DialContext,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     30 * time.Second,
-		},
-	}
-}
-
-// fetchRef downloads a reference image.
-func (s *Server) fetchRef(ctx context.Context, uri string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.fetch.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch %s: %s", uri, resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRefBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	if len(data) > maxRefBytes {
-		return nil, fmt.Errorf("fetch: reference larger than %d MiB", maxRefBytes>>20)
-	}
-	return data, nil
 }
 
 // refCache holds decoded references by content hash, so a fleet sending

@@ -20,7 +20,9 @@ type Stats struct {
 	Since time.Time `json:"since"`
 	// Creates counts authenticated create requests, whatever the answer.
 	Creates int64 `json:"creates"`
-	// Created counts predictions created (answered 201 or 202).
+	// Created counts predictions created (answered 201 or 202): the paid
+	// predictions, since a provider bills every prediction it creates,
+	// whatever its end, and nothing for a create it refuses.
 	Created int64 `json:"created"`
 	// Throttled counts creates answered 429 for any reason: a limit of the
 	// server or of a model, or a model's ThrottleRate.
@@ -34,6 +36,18 @@ type Stats struct {
 	ServerErrors int64 `json:"server_errors"`
 	// Invalid counts creates answered 400, 404, 413 or 422.
 	Invalid int64 `json:"invalid"`
+	// RepeatedCreates counts the predictions created whose model and whole
+	// input (prompt, seed, references, every parameter) are those of an
+	// earlier created prediction: the same attempt paid for twice, as when
+	// a client loses track of a prediction and creates it again instead of
+	// polling it. A retry with a new seed is not a repeat. Each is logged
+	// (info) with the first prediction's id and time.
+	RepeatedCreates int64 `json:"repeated_creates"`
+	// OutageRefused counts provider requests answered 503 because an
+	// outage was on (StartOutage); they are not counted anywhere else.
+	OutageRefused int64 `json:"outage_refused"`
+	// OutageCreates counts the creates among OutageRefused.
+	OutageCreates int64 `json:"outage_creates"`
 	// Unauthorized counts requests answered 401.
 	Unauthorized int64 `json:"unauthorized"`
 	// Polls counts authenticated GET /v1/predictions/{id} requests.
@@ -96,7 +110,8 @@ type ModelStats struct {
 	// Accepted counts the creates not answered 429 (the ones a rate limit
 	// counts), including those then answered 400, 422 or 503.
 	Accepted int64 `json:"accepted"`
-	// Created counts predictions created (answered 201 or 202).
+	// Created counts predictions created (answered 201 or 202): the
+	// model's paid predictions.
 	Created int64 `json:"created"`
 	// Throttled counts creates answered 429 for any reason: the server's
 	// limits, the model's, or ThrottleRate.
@@ -245,6 +260,7 @@ func (s *Server) Reset() {
 	now := s.cfg.Now()
 	s.advanceLocked(now)
 	s.st = Stats{Since: now, MaxInFlight: len(s.flight)}
+	clear(s.inputs)
 	s.accepts.ts = s.accepts.ts[:0]
 	for _, ms := range s.perModel {
 		ms.st = ModelStats{MaxInFlight: ms.inFlight}
@@ -290,11 +306,16 @@ func (l *acceptLog) last(n int) []time.Duration {
 // statsJSON is the body of GET /stats.
 type statsJSON struct {
 	Stats
-	RateLimit     int     `json:"rate_limit"`
-	RateWindowS   float64 `json:"rate_window_s"`
-	Concurrency   int     `json:"concurrency"`
-	ElapsedS      float64 `json:"elapsed_s"`
-	CreatedPerSec float64 `json:"created_per_s"`
+	// PaidPredictions is Stats.Created under the name a bill uses: every
+	// prediction created is paid, whatever its end; a refused create is not.
+	PaidPredictions int64 `json:"paid_predictions"`
+	// Outage is the current outage window (POST /admin/outage).
+	Outage        outageJSON `json:"outage"`
+	RateLimit     int        `json:"rate_limit"`
+	RateWindowS   float64    `json:"rate_window_s"`
+	Concurrency   int        `json:"concurrency"`
+	ElapsedS      float64    `json:"elapsed_s"`
+	CreatedPerSec float64    `json:"created_per_s"`
 	// AcceptLog is how many accept times MaxInWindow sees.
 	AcceptLog int `json:"accept_log"`
 	// MaxInWindow is Stats.MaxInWindow for 1 s, 10 s, 1 min, the rate
@@ -310,9 +331,11 @@ type statsJSON struct {
 // modelStatsJSON is one model's entry in GET /stats.
 type modelStatsJSON struct {
 	ModelStats
-	RateLimit    int     `json:"rate_limit"`
-	Concurrency  int     `json:"concurrency"`
-	ThrottleRate float64 `json:"throttle_rate"`
+	// PaidPredictions is ModelStats.Created (see statsJSON).
+	PaidPredictions int64   `json:"paid_predictions"`
+	RateLimit       int     `json:"rate_limit"`
+	Concurrency     int     `json:"concurrency"`
+	ThrottleRate    float64 `json:"throttle_rate"`
 	// FirstAccept and LastAccept span the recorded accepted creates
 	// (absent without any).
 	FirstAccept *time.Time `json:"first_accept,omitempty"`
@@ -355,7 +378,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	st := s.Stats()
 	elapsed := s.cfg.Now().Sub(st.Since).Seconds()
 	out := statsJSON{
-		Stats: st, RateLimit: s.cfg.RateLimit, RateWindowS: s.cfg.RateWindow.Seconds(),
+		Stats: st, PaidPredictions: st.Created, Outage: s.outage(), RateLimit: s.cfg.RateLimit, RateWindowS: s.cfg.RateWindow.Seconds(),
 		Concurrency: s.cfg.Concurrency, ElapsedS: elapsed, AcceptLog: len(st.accepts),
 		MaxInWindow: make(map[string]int),
 	}
@@ -374,7 +397,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	}
 	for name, m := range st.Models {
 		b := s.models[name]
-		mj := modelStatsJSON{ModelStats: m, RateLimit: b.RateLimit, Concurrency: b.Concurrency,
+		mj := modelStatsJSON{ModelStats: m, PaidPredictions: m.Created, RateLimit: b.RateLimit, Concurrency: b.Concurrency,
 			ThrottleRate: b.ThrottleRate, AcceptLog: m.AcceptLog(), MaxInWindow: make(map[string]int)}
 		if first, last := m.AcceptSpan(); !first.IsZero() {
 			mj.FirstAccept, mj.LastAccept = &first, &last
