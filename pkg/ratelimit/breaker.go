@@ -27,7 +27,8 @@ type BreakerConfig struct {
 	// Default 1s.
 	OpenFor time.Duration
 	// MaxOpenFor caps the doubling of the open time after each failed
-	// probe. Default 8s.
+	// probe: a provider back from an outage is used again within it, and
+	// a probe every few seconds costs nothing. Default 3s.
 	MaxOpenFor time.Duration
 }
 
@@ -39,7 +40,7 @@ func (b BreakerConfig) withDefaults() BreakerConfig {
 		b.OpenFor = time.Second
 	}
 	if b.MaxOpenFor < b.OpenFor {
-		b.MaxOpenFor = max(8*time.Second, b.OpenFor)
+		b.MaxOpenFor = max(3*time.Second, b.OpenFor)
 	}
 	return b
 }
