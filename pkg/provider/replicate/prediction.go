@@ -37,6 +37,7 @@ type prediction struct {
 	ID          string          `json:"id"`
 	Status      string          `json:"status"`
 	CreatedAt   string          `json:"created_at"`
+	CompletedAt *string         `json:"completed_at"`
 	Output      json.RawMessage `json:"output"`
 	Error       json.RawMessage `json:"error"`
 	Logs        string          `json:"logs"`
@@ -63,7 +64,7 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 	if err != nil {
 		return nil, err
 	}
-	return c.wait(ctx, p, text, false)
+	return c.wait(ctx, p, text, false, 0)
 }
 
 // wait polls p until it ends. For image models (text false) a present
@@ -75,7 +76,10 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 // resume (Request.OnPending, Request.Resume) is left running, since
 // canceling it would throw away what was paid for; Cancel-After still
 // bounds it on Replicate's side.
-func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*prediction, error) {
+// expect is how long the model's predictions take (0: unknown): the first
+// poll comes then and later ones every quarter of it, within
+// [minPollInterval, PollInterval]; unknown, every PollInterval.
+func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool, expect time.Duration) (*prediction, error) {
 	abandon := func(cause error) error {
 		if keep {
 			return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: p.ID,
@@ -84,15 +88,21 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*pre
 		return c.abandon(ctx, p, cause)
 	}
 	fails := 0
-	wait := c.cfg.FirstPoll - c.cfg.PollInterval // the first poll comes sooner
+	next, every := c.cfg.PollInterval, c.cfg.PollInterval
+	if expect > 0 {
+		next = min(max(expect, minPollInterval), 10*c.cfg.PollInterval)
+		every = min(max(expect/4, minPollInterval), c.cfg.PollInterval)
+	}
+	var wait time.Duration
 	for {
 		if done, err := c.settled(p, text); done {
 			return p, err
 		}
-		if err := sleep(ctx, max(c.cfg.PollInterval+min(wait, 0), wait)); err != nil {
+		if err := sleep(ctx, max(next, wait)); err != nil {
 			return nil, abandon(err)
 		}
-		next, err := c.get(ctx, p)
+		next = every
+		got, err := c.get(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, abandon(ctx.Err())
@@ -112,8 +122,39 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool) (*pre
 			return nil, provider.StillPending(err)
 		}
 		fails, wait = 0, 0
-		p = next
+		p = got
 	}
+}
+
+// minPollInterval is the shortest pause between polls.
+const minPollInterval = 100 * time.Millisecond
+
+// expected returns how long model's predictions take, as far as this
+// client has seen; 0 before it has seen one.
+func (c *Client) expected(model string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pace[model]
+}
+
+// observe folds a finished prediction's duration into what the client
+// expects of its model (an exponentially weighted mean, weight 1/5).
+func (c *Client) observe(model string, p *prediction, observed time.Duration) {
+	d := observed
+	if created, err := time.Parse(time.RFC3339Nano, p.CreatedAt); err == nil && p.CompletedAt != nil {
+		if done, err := time.Parse(time.RFC3339Nano, *p.CompletedAt); err == nil && done.After(created) {
+			d = done.Sub(created)
+		}
+	}
+	if d <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.pace[model]; ok {
+		d = old + (d-old)/5
+	}
+	c.pace[model] = d
 }
 
 // settled reports whether p has ended, and how.

@@ -49,9 +49,12 @@
 //
 // Replicate allows 600 creates and 3,000 other requests (polls, cancels,
 // uploads) per minute per account, and every worker of a fleet shares both.
-// Sync mode usually avoids polling entirely; when it does poll, each
-// prediction costs 60/PollInterval requests a minute, so the 2 s default
-// lets about 100 predictions run at once. Lower PollInterval only for small
+// Sync mode usually avoids polling entirely. When Generate polls, it times
+// the polls by what the model's predictions have taken lately (every
+// PollInterval until it has seen one finish): the first when a prediction
+// should be done, then every quarter of that, within 100 ms and
+// PollInterval, so a prediction costs one or two polls whatever the model's
+// speed, and at most 60/PollInterval requests a minute. Lower PollInterval only for small
 // fleets; the registry's Concurrency default (100) assumes 2 s.
 //
 // # Inputs
@@ -166,13 +169,6 @@ type Config struct {
 	// 3,000/min non-create budget the whole fleet shares; see the package
 	// documentation before lowering it.
 	PollInterval time.Duration
-	// FirstPoll is the pause before the first poll of a prediction that
-	// was not finished when created; later polls come every PollInterval.
-	// A prediction created without sync mode is seldom done at once, and
-	// image models take a few seconds: polling first after one second,
-	// then every two, finds a 2.5 s image at 3 s instead of 4 s. Default
-	// min(1s, PollInterval).
-	FirstPoll time.Duration
 	// Wait is how long Replicate may hold the create request for the result
 	// (sync mode, header "Prefer: wait=N", whole seconds in 1..60). Zero
 	// means DefaultWait (60 s); a negative value disables sync mode (no
@@ -199,6 +195,9 @@ type Client struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload // by sha256 of the bytes
+	// pace is how long each image model's predictions have taken lately,
+	// for timing polls.
+	pace map[string]time.Duration
 }
 
 // New returns a Client for cfg.
@@ -219,9 +218,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
-	if cfg.FirstPoll <= 0 {
-		cfg.FirstPoll = min(time.Second, cfg.PollInterval)
-	}
 	if cfg.Wait == 0 {
 		cfg.Wait = DefaultWait
 	}
@@ -237,7 +233,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = provider.DefaultRegistry()
 	}
-	c := &Client{cfg: cfg, base: base, uploads: map[string]*upload{}}
+	c := &Client{cfg: cfg, base: base, uploads: map[string]*upload{}, pace: map[string]time.Duration{}}
 	if cfg.Wait > 0 {
 		c.prefer = fmt.Sprintf("wait=%d", ceilSeconds(cfg.Wait))
 	}
@@ -285,9 +281,10 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 		return nil, err
 	}
 	recorded := resumed || req.OnPending != nil
-	if p, err = c.wait(ctx, p, false, recorded); err != nil {
+	if p, err = c.wait(ctx, p, false, recorded, c.expected(req.Model)); err != nil {
 		return nil, c.gone(resumed, err)
 	}
+	c.observe(req.Model, p, time.Since(began))
 	out, err := c.outputURL(p)
 	if err != nil {
 		return nil, err
