@@ -244,6 +244,8 @@ type fanOut struct {
 	// seed is the spec's seed; 0 takes one from the clock, so no output of
 	// an earlier run in the same bucket matches.
 	seed int64
+	// outputRetries is the spec's output_retries; 0 leaves the default.
+	outputRetries int
 }
 
 type specModel struct {
@@ -262,7 +264,11 @@ func (e *env) loadSpec(f fanOut) (*spec.Spec, error) {
 		seed = time.Now().UnixNano() % spec.MaxSeed
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\nname: %s\nseed: %d\nvariants: %d\ncharacters:\n", f.name, seed, f.variants)
+	fmt.Fprintf(&b, "version: 1\nname: %s\nseed: %d\nvariants: %d\n", f.name, seed, f.variants)
+	if f.outputRetries > 0 {
+		fmt.Fprintf(&b, "output_retries: %d\n", f.outputRetries)
+	}
+	b.WriteString("characters:\n")
 	for i := range f.characters {
 		ref := fmt.Sprintf("refs/c%d.png", i)
 		if _, err := e.writeFile(ref, reference(i)); err != nil {
