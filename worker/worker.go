@@ -112,17 +112,17 @@ type Config struct {
 	// (Replicate cancels at 30 minutes). Default 45m.
 	PendingMaxAge time.Duration
 	// ClaimTTL is how long a delivery's claim on its task outlives the
-	// delivery's last heartbeat (one every ClaimTTL/3). Default 8s.
+	// delivery's last heartbeat (one every ClaimTTL/3). Default 6s.
 	ClaimTTL time.Duration
 	// RescueEvery is how often the fleet (one worker per period) looks for
 	// active tasks no delivery claims: tasks a killed worker left behind.
 	// Default 2s.
 	RescueEvery time.Duration
 	// RescueAfter is how long a task must stay active and unclaimed before
-	// it is enqueued again. Default 4s: a live delivery claims its task
+	// it is enqueued again. Default 3s: a live delivery claims its task
 	// within milliseconds of taking it and renews the claim every
 	// ClaimTTL/3, so a killed worker's tasks are back within about
-	// ClaimTTL+RescueAfter+RescueEvery (14 s).
+	// ClaimTTL+RescueAfter+RescueEvery (11 s).
 	RescueAfter time.Duration
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
@@ -174,13 +174,13 @@ func (c Config) withDefaults() (Config, error) {
 		c.PendingMaxAge = 45 * time.Minute
 	}
 	if c.ClaimTTL <= 0 {
-		c.ClaimTTL = 8 * time.Second
+		c.ClaimTTL = 6 * time.Second
 	}
 	if c.RescueEvery <= 0 {
 		c.RescueEvery = 2 * time.Second
 	}
 	if c.RescueAfter <= 0 {
-		c.RescueAfter = 4 * time.Second
+		c.RescueAfter = 3 * time.Second
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second

@@ -444,7 +444,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	}
 	// A survivor works the rest. asynq would hand the victim's tasks back
 	// one to two minutes after its lease expired; the fleet's rescue finds
-	// them unclaimed once their claims lapse (8 s) and, 4 s later, enqueues
+	// them unclaimed once their claims lapse (6 s) and, 3 s later, enqueues
 	// them again.
 	start(t, c.env, "worker", "--concurrency", "6")
 	c.waitFinalized(t, run, 40*time.Second)

@@ -48,7 +48,8 @@ type Config struct {
 	Prefix string
 	// LeaseTTL is how long a concurrency slot outlives its holder's last
 	// heartbeat (it beats every LeaseTTL/3); a killed worker's slots come
-	// back after it. Default 9s, so they are back within 10s.
+	// back after it. Default 5s: a fleet losing a worker every few seconds
+	// would otherwise run with a share of its slots held by the dead.
 	LeaseTTL time.Duration
 	// Margin slows the request rate by this fraction so that network jitter
 	// between a grant and the provider's own count never tips a window over
@@ -75,7 +76,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 		cfg.Prefix = "likeness:limit"
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 9 * time.Second
+		cfg.LeaseTTL = 5 * time.Second
 	}
 	if cfg.Margin <= 0 {
 		cfg.Margin = 0.01
