@@ -76,11 +76,11 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 }
 
 // infraBackoff is the pause before retrying a task infrastructure has been
-// failing for d: a quarter of the outage so far, between one second and
-// limit, with jitter, so a short blip costs a second and a long outage is
-// not hammered.
+// failing for d: an eighth of the outage so far, between one second and
+// limit, with jitter, so a short blip costs a second, a 20 s bucket outage
+// about three, and a long outage is not hammered.
 func infraBackoff(d, limit time.Duration, random func() float64) time.Duration {
-	base := min(max(d/4, time.Second), limit)
+	base := min(max(d/8, time.Second), limit)
 	return base + time.Duration(random()*float64(base)/4)
 }
 

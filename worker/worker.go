@@ -105,7 +105,7 @@ type Config struct {
 	RefCacheBytes int64
 	// InfraBackoffCap is the longest pause between retries of a task that
 	// likeness's own infrastructure failed; the pause grows with the
-	// outage from about a second. Default 15s.
+	// outage from about a second. Default 10s.
 	InfraBackoffCap time.Duration
 	// PendingMaxAge is the age past which an open provider request is not
 	// resumed but replaced: no provider keeps a request running that long
@@ -168,7 +168,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RefCacheBytes = 256 << 20
 	}
 	if c.InfraBackoffCap <= 0 {
-		c.InfraBackoffCap = 15 * time.Second
+		c.InfraBackoffCap = 10 * time.Second
 	}
 	if c.PendingMaxAge <= 0 {
 		c.PendingMaxAge = 45 * time.Minute
