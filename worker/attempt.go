@@ -118,6 +118,10 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 		OnPending: func(pp provider.Pending) {
 			opened.Store(true)
 			w.recordPending(ctx, log, p, n, seed, pp)
+			// The provider accepted a request: it is up. Close its
+			// circuit now, not when the output arrives seconds later,
+			// or a stray 5xx in between opens it again.
+			w.report(ctx, lim, nil)
 		},
 	}
 	start := w.cfg.Now()
