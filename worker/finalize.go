@@ -89,6 +89,11 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		TraceID: traceIDOf(st.TraceParent),
 	}
 	sum := manifest.Summarize(meta, records)
+	for i := range sum.Models {
+		if m, ok := w.cfg.Registry.Lookup(sum.Models[i].ModelRef); ok {
+			sum.Models[i].Returns = m.Returns()
+		}
+	}
 	sum.UnreadableRecords = unreadable
 	for _, key := range unreadable {
 		w.log.ErrorContext(ctx, "record unreadable: left out of the manifest, listed in run.json", "run_id", p.RunID, "key", key)

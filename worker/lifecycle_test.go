@@ -514,6 +514,14 @@ func TestSystematicCheckFailureStopsPaying(t *testing.T) {
 	if r.ErrorClass != string(provider.BadOutput) || !strings.Contains(r.Error, "two seeds") || r.CostUSD != 0.08 {
 		t.Errorf("record: class %q, cost $%.2f, error %q", r.ErrorClass, r.CostUSD, r.Error)
 	}
+	// run.json (and the report) say what the model can return.
+	raw, err := b.blobs.Get(t.Context(), store.SummaryKey(st.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := decodeSummary(t, raw); len(sum.Models) != 1 || !strings.Contains(sum.Models[0].Returns, "checked to the pixel") {
+		t.Errorf("run.json models %+v; want what sim:kontext returns", sum.Models)
+	}
 }
 
 // unreadable answers like a provider whose API is down after it accepted

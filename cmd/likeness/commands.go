@@ -362,10 +362,13 @@ func (a *app) printModel(m provider.Model, lim ratelimit.Limit, asJSON bool) err
 	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(m)
+		return enc.Encode(struct {
+			provider.Model
+			Returns string `json:"returns"`
+		}{m, m.Returns()})
 	}
-	fmt.Fprintf(a.stdout, "%s\n  %s\n  price %s · typical latency %s · limits %s · output %s · inpainting %s\n\n",
-		m.Ref, m.Description, priceText(m.Pricing), m.Latency, limitsText(m.Limits), m.Output, yesNo(m.Inpainting))
+	fmt.Fprintf(a.stdout, "%s\n  %s\n  price %s · typical latency %s · limits %s · output %s · inpainting %s\n  returns %s\n\n",
+		m.Ref, m.Description, priceText(m.Pricing), m.Latency, limitsText(m.Limits), m.Output, yesNo(m.Inpainting), m.Returns())
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARAMETER\tTYPE\tDEFAULT\tALLOWED\tDESCRIPTION")
 	for _, p := range m.Params {

@@ -117,6 +117,9 @@ type ModelStats struct {
 	LatencyMeanMS int64   `json:"latency_mean_ms"`
 	Attempts      int     `json:"attempts"`
 	CostUSD       float64 `json:"cost_usd"`
+	// Returns says what the model can return and what the output checks
+	// hold it to (provider.Model.Returns), when the registry knows it.
+	Returns string `json:"returns,omitempty"`
 }
 
 // Summary is run.json.
