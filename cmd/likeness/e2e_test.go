@@ -374,12 +374,7 @@ func TestDistributedEndToEnd(t *testing.T) {
 	if len(workers) != 2 {
 		t.Errorf("tasks by worker: %v; want both workers to take part", workers)
 	}
-	for i, w := range []*proc{w1, w2} {
-		_ = w.cmd.Process.Signal(syscall.SIGTERM)
-		if code := w.wait(t, time.Minute); code != 0 {
-			t.Errorf("worker %d exited %d after SIGTERM", i+1, code)
-		}
-	}
+	stopGracefully(t, w1, w2)
 
 	// The same spec again: same run id, nothing enqueued, nothing paid.
 	code, stdout, stderr = likeness(t, c.env, "submit", specPath)
@@ -450,6 +445,17 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	c.waitFinalized(t, run, 40*time.Second)
 	t.Logf("run finalized %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
 	c.checkOnce(t, run, 24)
+}
+
+// stopGracefully sends SIGTERM to each worker and checks that it exits 0.
+func stopGracefully(t *testing.T, workers ...*proc) {
+	t.Helper()
+	for i, w := range workers {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+		if code := w.wait(t, time.Minute); code != 0 {
+			t.Errorf("worker %d exited %d after SIGTERM", i+1, code)
+		}
+	}
 }
 
 func TestBadSpecsExitTwoAndTouchNothing(t *testing.T) {

@@ -104,12 +104,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	if len(workers) != 2 {
 		t.Errorf("tasks by worker: %v; want both workers to take part", workers)
 	}
-	for i, w := range []*proc{w1, w2} {
-		_ = w.cmd.Process.Signal(syscall.SIGTERM)
-		if code := w.wait(t, time.Minute); code != 0 {
-			t.Errorf("worker %d exited %d after SIGTERM", i+1, code)
-		}
-	}
+	stopGracefully(t, w1, w2)
 	code, stdout, stderr = likeness(t, c.env, "submit", specPath)
 	if code != 0 || strings.TrimSpace(stdout) != run || !strings.Contains(stderr, "nothing new enqueued") {
 		t.Errorf("resubmit: exit %d, run %q (want %q)\n%s", code, stdout, run, stderr)
