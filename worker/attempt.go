@@ -27,7 +27,7 @@ import (
 // attempt's record in Redis (RecordAttempt) charges what the provider
 // billed, rejected outputs included, in the same step that frees the
 // reservation.
-func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate, ck string, st *runstate.TaskState) error {
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate, ck string, st *runstate.TaskState, reserved runstate.Reservation) error {
 	model, ok := w.cfg.Registry.Lookup(p.ModelRef)
 	if !ok {
 		return w.fail(ctx, p, ck, st.Attempts, provider.Input, fmt.Sprintf("model %q is not in this worker's registry", p.ModelRef))
@@ -66,6 +66,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 
 	ref, err := w.reference(ctx, p.RefKey)
 	if err != nil {
+		w.releaseIf(ctx, p, reserved)
 		return fmt.Errorf("load reference %s: %w", p.RefKey, err)
 	}
 	refCfg, _, _ := image.DecodeConfig(bytes.NewReader(ref.Data))
@@ -74,10 +75,12 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	if p.EditImageKey != "" {
 		img, err := w.reference(ctx, p.EditImageKey)
 		if err != nil {
+			w.releaseIf(ctx, p, reserved)
 			return fmt.Errorf("load edit image %s: %w", p.EditImageKey, err)
 		}
 		mask, err := w.reference(ctx, p.EditMaskKey)
 		if err != nil {
+			w.releaseIf(ctx, p, reserved)
 			return fmt.Errorf("load edit mask %s: %w", p.EditMaskKey, err)
 		}
 		editImage, editMask = &img, &mask
@@ -86,9 +89,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	}
 
 	price := model.Pricing.For(p.Params)
-	if ok, err := w.cfg.Runs.Reserve(ctx, p.RunID, p.TaskID, price); err != nil {
-		return err
-	} else if !ok {
+	ok = reserved == runstate.Reserved // Begin reserved it for a fresh task
+	if reserved == runstate.NotReserved {
+		if ok, err = w.cfg.Runs.Reserve(ctx, p.RunID, p.TaskID, price); err != nil {
+			return err
+		}
+	}
+	if !ok {
 		rec := w.baseRecord(p, ck)
 		rec.Status = manifest.SkippedBudget
 		rec.Error = fmt.Sprintf("budget: $%.2f for this output would pass the run's budget of $%.2f", price, st.BudgetUSD)
@@ -194,11 +201,14 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 	if err != nil {
 		return fmt.Errorf("store output: %w", err)
 	}
-	if _, err := w.cfg.Runs.RecordAttempt(ctx, p.RunID, p.TaskID, a); err != nil {
+	// The attempt is recorded and the task marked settling in one step,
+	// then its record is written and it is counted.
+	history = append(history, a)
+	rec := w.successRecord(ctx, p, ck, history, a, res.Image.Data, out, res.Latency)
+	if _, err := w.cfg.Runs.RecordOutput(ctx, p.RunID, p.TaskID, a, settleTag(rec)); err != nil {
 		return err
 	}
-	history = append(history, a)
-	return w.succeed(ctx, p, ck, history, a, res.Image.Data, out, res.Latency)
+	return w.writeAndFinish(ctx, rec)
 }
 
 // call runs the adapter inside its span.
@@ -279,7 +289,10 @@ func (w *Worker) afterFailure(ctx context.Context, log *slog.Logger, p task.Gene
 		return w.fail(ctx, p, ck, history, class, msg)
 	}
 	if class == provider.Rate {
-		wait := max(provider.RetryAfterOf(cause), time.Second)
+		wait := provider.RetryAfterOf(cause)
+		if wait <= 0 {
+			wait = time.Second // no hint: a second, as asynq schedules
+		}
 		log.InfoContext(ctx, "provider asked to wait", "wait", wait, "attempt", a.N)
 		telemetry.Requeue(ctx, string(class), wait)
 		return &waitError{Wait: wait, Err: cause}

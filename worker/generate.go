@@ -37,27 +37,57 @@ func (w *Worker) handleGenerate(ctx context.Context, t *asynq.Task) error {
 	trace.SpanFromContext(ctx).SetAttributes(telemetry.RunID(p.RunID), telemetry.TaskID(p.TaskID),
 		telemetry.Model(p.ModelRef), telemetry.Provider(provName))
 	log := w.log.With("run_id", p.RunID, "task_id", p.TaskID, "model", p.Model)
-	release, ok, err := w.claim(ctx, p.RunID, p.TaskID)
-	if err != nil {
-		return w.steer(ctx, log, p, err)
+	d := w.newDelivery(p.RunID, p.TaskID)
+	defer d.end(ctx)
+	ctx = withDelivery(ctx, d)
+	var inline time.Duration
+	for {
+		err := w.steer(ctx, log, p, w.generate(ctx, log, p, provName, d))
+		// asynq schedules retries in whole seconds: a sub-second wait
+		// is spent here, holding the task's claim but no provider slot,
+		// and the task goes on in this delivery. Longer waits go back
+		// to the queue, freeing the worker's slot for other tasks.
+		var we *waitError
+		if !errors.As(err, &we) || we.requeue || we.Wait >= inlineBelow || inline+we.Wait > w.cfg.MaxInlineWait {
+			return err
+		}
+		if serr := sleepCtx(ctx, we.Wait); serr != nil {
+			return err
+		}
+		inline += we.Wait
 	}
-	if !ok {
-		return &waitError{Wait: claimedWait, Err: errClaimed}
-	}
-	defer release()
-	return w.steer(ctx, log, p, w.generate(ctx, log, p, provName))
 }
+
+// inlineBelow bounds the waits a delivery spends inside its handler
+// (within MaxInlineWait in all) instead of being requeued: asynq would
+// round them up to a second.
+const inlineBelow = time.Second
 
 // generate decides, from the task's state in Redis, what this delivery
 // does: nothing (already counted), count a record a crashed delivery wrote,
 // record an output a crashed delivery paid for and stored, give up on
 // infrastructure, skip, wait, reuse a stored output, or make an attempt.
-func (w *Worker) generate(ctx context.Context, log *slog.Logger, p task.Generate, provName string) error {
+// Its first round trip (runstate.Begin) claims the task, reads its state,
+// reserves its price when it is fresh and asks the cache index about its
+// output.
+func (w *Worker) generate(ctx context.Context, log *slog.Logger, p task.Generate, provName string, d *delivery) error {
 	ck := p.ContentKey()
-	st, err := w.cfg.Runs.Task(ctx, p.RunID, p.TaskID, provName)
+	price := -1.0
+	if model, ok := w.cfg.Registry.Lookup(p.ModelRef); ok {
+		price = model.Pricing.For(p.Params)
+	}
+	b, err := w.cfg.Runs.Begin(ctx, runstate.BeginRequest{
+		Run: p.RunID, Task: p.TaskID, Provider: provName, Holder: d.holder, ClaimTTL: w.cfg.ClaimTTL,
+		PriceUSD: price, ContentKey: ck, CacheStore: w.storeName,
+	})
 	if err != nil {
 		return err
 	}
+	if !b.Claimed {
+		return &waitError{Wait: claimedWait, Err: errClaimed, requeue: true}
+	}
+	d.claimed(ctx)
+	st := b.State
 	if st.Status != "" {
 		// A redelivery of a task that was counted: nothing to do but make
 		// sure a completed run has its fan-in queued.
@@ -95,17 +125,42 @@ func (w *Worker) generate(ctx context.Context, log *slog.Logger, p task.Generate
 		return w.settle(ctx, rec)
 	}
 	if st.Paused {
-		return &waitError{Wait: pausedWait, Err: errPaused}
+		return &waitError{Wait: pausedWait, Err: errPaused, requeue: true}
 	}
 	if len(history) == 0 && st.Pending == nil {
-		if rec, ok, err := w.fromCache(ctx, p, ck); err != nil {
-			return err
-		} else if ok {
-			log.InfoContext(ctx, "output reused from cache", "output_key", rec.OutputKey)
-			return w.settle(ctx, rec)
+		ref, hit := b.Cache, b.CacheHit
+		if !b.CacheIndexed {
+			// A miss proves nothing until the index is built for this
+			// bucket: build it (or wait for the worker that does), then
+			// ask again.
+			if err := w.awaitCacheIndex(ctx); err != nil {
+				w.releaseIf(ctx, p, b.Reservation)
+				return err
+			}
+			if ref, hit, err = w.cfg.Runs.CacheLookup(ctx, ck); err != nil {
+				w.releaseIf(ctx, p, b.Reservation)
+				return err
+			}
+		}
+		if hit {
+			if rec, ok, err := w.fromCache(ctx, p, ck, ref); err != nil {
+				w.releaseIf(ctx, p, b.Reservation)
+				return err
+			} else if ok {
+				log.InfoContext(ctx, "output reused from cache", "output_key", rec.OutputKey)
+				return w.settle(ctx, rec)
+			}
 		}
 	}
-	return w.attempt(ctx, log, p, ck, st)
+	return w.attempt(ctx, log, p, ck, st, b.Reservation)
+}
+
+// releaseIf frees the reservation Begin took when the delivery ends
+// before a provider call without counting the task.
+func (w *Worker) releaseIf(ctx context.Context, p task.Generate, r runstate.Reservation) {
+	if r == runstate.Reserved {
+		_ = w.cfg.Runs.Release(context.WithoutCancel(ctx), p.RunID, p.TaskID)
+	}
 }
 
 var errPaused = errors.New("run paused")

@@ -66,6 +66,73 @@ func (w *Worker) claim(ctx context.Context, run, taskID string) (release func(),
 	}, true, nil
 }
 
+// delivery is one delivery of a generation task: its claim, taken by the
+// task's first round trip (runstate.Begin), kept alive while it works, and
+// dropped by the terminal count (runstate.Finish) or at its end.
+type delivery struct {
+	w         *Worker
+	run, task string
+	holder    string
+	stop      chan struct{} // ends the heartbeat; nil until the claim is taken
+	done      chan struct{}
+	released  bool // the terminal count dropped the claim
+}
+
+func (w *Worker) newDelivery(run, taskID string) *delivery {
+	return &delivery{w: w, run: run, task: taskID, holder: fmt.Sprintf("%s/%d", w.cfg.ID, w.deliveries.Add(1))}
+}
+
+// claimed starts the heartbeat of a claim Begin took (once).
+func (d *delivery) claimed(ctx context.Context) {
+	if d.stop != nil {
+		return
+	}
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	ttl := d.w.cfg.ClaimTTL
+	go func() {
+		defer close(d.done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.stop:
+				return
+			case <-t.C:
+				kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+				_, _ = d.w.cfg.Runs.KeepClaim(kctx, d.run, d.task, d.holder, ttl) // a missed beat only shortens the claim
+				cancel()
+			}
+		}
+	}()
+}
+
+// end stops the heartbeat and drops the claim, unless the terminal count
+// dropped it already.
+func (d *delivery) end(ctx context.Context) {
+	if d.stop == nil {
+		return
+	}
+	close(d.stop)
+	<-d.done
+	if d.released {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = d.w.cfg.Runs.ReleaseClaim(rctx, d.run, d.task, d.holder) // it lapses by itself otherwise
+}
+
+type deliveryKey struct{}
+
+func withDelivery(ctx context.Context, d *delivery) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, d)
+}
+
+func deliveryOf(ctx context.Context) *delivery {
+	d, _ := ctx.Value(deliveryKey{}).(*delivery)
+	return d
+}
+
 // rescueLoop runs until ctx ends; see the section comment.
 func (w *Worker) rescueLoop(ctx context.Context) {
 	insp := asynq.NewInspector(w.cfg.Redis)

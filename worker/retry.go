@@ -17,6 +17,10 @@ import (
 type waitError struct {
 	Wait time.Duration
 	Err  error
+	// requeue: the wait is a poll (a paused run, a task another delivery
+	// works), so the task goes back to the queue and frees its slot,
+	// however short the wait.
+	requeue bool
 }
 
 func (e *waitError) Error() string {

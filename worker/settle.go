@@ -17,6 +17,7 @@ import (
 	"github.com/likeness-run/likeness/pkg/imagecheck"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
 	"github.com/likeness-run/likeness/pkg/telemetry"
@@ -38,9 +39,9 @@ func (w *Worker) baseRecord(p task.Generate, ck string) *manifest.Record {
 	}
 }
 
-// succeed writes the record of a paid, checked and stored output.
-func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, a manifest.Attempt,
-	data []byte, out *imagecheck.Output, latency time.Duration) error {
+// successRecord is the record of a paid, checked and stored output.
+func (w *Worker) successRecord(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, a manifest.Attempt,
+	data []byte, out *imagecheck.Output, latency time.Duration) *manifest.Record {
 	rec := w.baseRecord(p, ck)
 	sum := sha256.Sum256(data)
 	rec.Status = manifest.Succeeded
@@ -57,12 +58,14 @@ func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, histor
 		rec.Tags, rec.TagsError = w.tags(ctx, p, rec)
 	}
 	fillTimes(rec, p, history, w.cfg.Now())
-	if err := w.putJSON(ctx, store.CacheKey(ck), cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256,
-		Width: rec.Width, Height: rec.Height, ContentType: rec.ContentType, Bytes: rec.Bytes,
-		Seed: rec.Seed, RequestID: rec.ProviderRequestID, RevisedPrompt: rec.RevisedPrompt}); err != nil {
-		return err
-	}
-	return w.settle(ctx, rec)
+	return rec
+}
+
+// succeed writes the record of a paid, checked and stored output whose
+// attempt is recorded, and counts it.
+func (w *Worker) succeed(ctx context.Context, p task.Generate, ck string, history []manifest.Attempt, a manifest.Attempt,
+	data []byte, out *imagecheck.Output, latency time.Duration) error {
+	return w.settle(ctx, w.successRecord(ctx, p, ck, history, a, data, out, latency))
 }
 
 // recordStored finishes a task whose output an earlier delivery paid for,
@@ -117,11 +120,16 @@ func fillTimes(rec *manifest.Record, p task.Generate, history []manifest.Attempt
 
 // settle writes the task's record and counts its terminal state.
 func (w *Worker) settle(ctx context.Context, rec *manifest.Record) error {
-	if rec.TraceID == "" {
-		rec.TraceID = telemetry.TraceID(ctx)
-	}
 	if err := w.cfg.Runs.MarkSettling(ctx, rec.Run, rec.Task, settleTag(rec)); err != nil {
 		return err
+	}
+	return w.writeAndFinish(ctx, rec)
+}
+
+// writeAndFinish writes the record of a task marked settling and counts it.
+func (w *Worker) writeAndFinish(ctx context.Context, rec *manifest.Record) error {
+	if rec.TraceID == "" {
+		rec.TraceID = telemetry.TraceID(ctx)
 	}
 	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
 		return err
@@ -135,10 +143,23 @@ func settleTag(rec *manifest.Record) string { return fmt.Sprintf("%s/%d", rec.St
 
 // finish counts a recorded terminal state exactly once and, when it was the
 // run's last task, enqueues the run's single finalize task.
+// In the same round trip it drops the delivery's claim and indexes a
+// paid output in the cache.
 func (w *Worker) finish(ctx context.Context, rec *manifest.Record) error {
-	prog, err := w.cfg.Runs.Complete(ctx, rec.Run, rec.Task, rec.Status, rec.Cached, 0)
+	req := runstate.FinishRequest{Run: rec.Run, Task: rec.Task, Status: rec.Status, Cached: rec.Cached}
+	d := deliveryOf(ctx)
+	if d != nil && d.run == rec.Run && d.task == rec.Task {
+		req.Holder = d.holder
+	}
+	if rec.Status == manifest.Succeeded && !rec.Cached && rec.OutputKey != "" {
+		req.ContentKey = rec.ContentKey
+	}
+	prog, err := w.cfg.Runs.Finish(ctx, req)
 	if err != nil {
 		return err
+	}
+	if d != nil && req.Holder != "" {
+		d.released = true
 	}
 	if prog.Counted {
 		m := w.cfg.Telemetry.Metrics()
@@ -162,7 +183,9 @@ func (w *Worker) enqueueFinalize(ctx context.Context, run string) error {
 	return nil
 }
 
-// cacheEntry is stored at cache/<content key>.json after a success.
+// cacheEntry is what the bucket's older cache directory held at
+// cache/<content key>.json for each output (read, never written now: the
+// cache index in Redis points at the task record that describes an output).
 type cacheEntry struct {
 	OutputKey     string `json:"output_key"`
 	SHA256        string `json:"sha256"`
@@ -175,30 +198,63 @@ type cacheEntry struct {
 	RevisedPrompt string `json:"revised_prompt,omitempty"`
 }
 
-// fromCache reuses an output an earlier run stored for the identical
-// request: the image is copied into this run's layout, no provider is called
-// and nothing is spent.
-func (w *Worker) fromCache(ctx context.Context, p task.Generate, ck string) (*manifest.Record, bool, error) {
-	raw, err := w.cfg.Store.Get(ctx, store.CacheKey(ck))
+// cachedOutput reads what the cache index entry ref says about the output
+// for content key ck; ok is false when the bucket no longer holds it as
+// described.
+func (w *Worker) cachedOutput(ctx context.Context, ck string, ref runstate.CacheRef) (ce cacheEntry, ok bool, err error) {
+	if ref.Legacy {
+		raw, err := w.cfg.Store.Get(ctx, store.CacheKey(ck))
+		if isNotExist(err) {
+			return ce, false, nil
+		}
+		if err != nil {
+			return ce, false, fmt.Errorf("read cache: %w", err)
+		}
+		// A damaged entry only costs a provider call.
+		return ce, json.Unmarshal(raw, &ce) == nil && ce.OutputKey != "", nil
+	}
+	raw, err := w.cfg.Store.Get(ctx, store.RecordKey(ref.Run, ref.Task))
 	if isNotExist(err) {
-		return nil, false, nil
+		return ce, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read cache: %w", err)
+		return ce, false, fmt.Errorf("read cached record: %w", err)
 	}
-	var ce cacheEntry
-	if err := json.Unmarshal(raw, &ce); err != nil {
-		return nil, false, nil // a damaged index entry only costs a provider call
+	var rec manifest.Record
+	if json.Unmarshal(raw, &rec) != nil || rec.Status != manifest.Succeeded || rec.ContentKey != ck || rec.OutputKey == "" {
+		return ce, false, nil // replaced by another record, or another request's
 	}
-	data, err := w.cfg.Store.Get(ctx, ce.OutputKey)
-	if isNotExist(err) {
-		return nil, false, nil
-	}
+	return cacheEntry{OutputKey: rec.OutputKey, SHA256: rec.SHA256, Width: rec.Width, Height: rec.Height,
+		ContentType: rec.ContentType, Bytes: rec.Bytes, Seed: rec.Seed, RequestID: rec.ProviderRequestID,
+		RevisedPrompt: rec.RevisedPrompt}, true, nil
+}
+
+// fromCache reuses an output an earlier task stored for the identical
+// request, which the cache index found: the image is copied into this
+// run's layout, no provider is called and nothing is spent. An entry whose
+// output the bucket no longer holds is dropped from the index.
+func (w *Worker) fromCache(ctx context.Context, p task.Generate, ck string, ref runstate.CacheRef) (*manifest.Record, bool, error) {
+	ce, ok, err := w.cachedOutput(ctx, ck, ref)
 	if err != nil {
-		return nil, false, fmt.Errorf("read cached output: %w", err)
+		return nil, false, err
 	}
-	sum := sha256.Sum256(data)
-	if hex.EncodeToString(sum[:]) != ce.SHA256 {
+	var data []byte
+	if ok {
+		data, err = w.cfg.Store.Get(ctx, ce.OutputKey)
+		switch {
+		case isNotExist(err):
+			ok = false
+		case err != nil:
+			return nil, false, fmt.Errorf("read cached output: %w", err)
+		default:
+			sum := sha256.Sum256(data)
+			ok = hex.EncodeToString(sum[:]) == ce.SHA256
+		}
+	}
+	if !ok {
+		if err := w.cfg.Runs.CacheForget(ctx, ck, ref); err != nil {
+			w.log.WarnContext(ctx, "drop a stale cache index entry", "err", err)
+		}
 		return nil, false, nil
 	}
 	rec := w.baseRecord(p, ck)

@@ -209,6 +209,9 @@ type Worker struct {
 	refs    *refCache
 	// deliveries numbers this worker's deliveries, for claim holders.
 	deliveries atomic.Int64
+	// storeName names the bucket for the cache index; index rebuilds it.
+	storeName string
+	index     indexGate
 	// stopRescue ends the rescue loop; rescued closes when it has.
 	stopRescue context.CancelFunc
 	rescued    chan struct{}
@@ -220,7 +223,8 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, refs: newRefCache(cfg.RefCacheBytes), servers: map[string]*asynq.Server{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger, refs: newRefCache(cfg.RefCacheBytes), servers: map[string]*asynq.Server{},
+		storeName: StoreName(cfg.Store)}
 	for queue, n := range w.Queues() {
 		w.servers[queue] = asynq.NewServer(cfg.Redis, asynq.Config{
 			Concurrency:              n,

@@ -110,7 +110,7 @@ func (a *app) rootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", envOr(a.getenv, "LIKENESS_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env LIKENESS_LOG_LEVEL)")
 	root.AddCommand(a.runCmd(), a.submitCmd(), a.workerCmd(), a.statusCmd(), a.watchCmd(),
-		a.cancelCmd(), a.pauseCmd(), a.resumeCmd(), a.retryCmd(), a.schedulerCmd(), a.modelsCmd(), a.estimateCmd(), a.serveCmd(), a.benchCmd(), a.simProviderCmd(), a.exportCmd())
+		a.cancelCmd(), a.pauseCmd(), a.resumeCmd(), a.retryCmd(), a.schedulerCmd(), a.modelsCmd(), a.estimateCmd(), a.serveCmd(), a.benchCmd(), a.simProviderCmd(), a.exportCmd(), a.cacheCmd())
 	return root
 }
 

@@ -260,6 +260,7 @@ redis.call('HDEL', KEYS[5], task)
 redis.call('HDEL', KEYS[6], task, task .. ':err')
 redis.call('HDEL', KEYS[7], task)
 redis.call('DEL', KEYS[8])
+if #KEYS >= 9 and redis.call('GET', KEYS[9]) == ARGV[6] then redis.call('DEL', KEYS[9]) end
 local done = redis.call('HLEN', KEYS[2])
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 return {added, done, total}
@@ -568,6 +569,16 @@ func (s *Store) TryLock(ctx context.Context, name, holder string, ttl time.Durat
 		return false, fmt.Errorf("runstate: lock %s: %w", name, err)
 	}
 	return ok, nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Unlock drops holder's lock named name, if it still has it.
+func (s *Store) Unlock(ctx context.Context, name, holder string) {
+	_ = unlockScript.Run(ctx, s.rdb, []string{s.cfg.Prefix + ":lock:" + name}, holder).Err() // it lapses by itself otherwise
 }
 
 // MarkOnce records key for ttl and reports whether it was new: an
