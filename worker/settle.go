@@ -286,7 +286,7 @@ func (w *Worker) readRecord(ctx context.Context, run, taskID string) (*manifest.
 }
 
 func (w *Worker) putJSON(ctx context.Context, key string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}

@@ -87,6 +87,13 @@ type Config struct {
 	// LatencyScale multiplies every simulated latency. Default (0): 1.
 	// Benchmarks use small values such as 0.01; it must not be negative.
 	LatencyScale float64
+	// Variants, above 0, bounds the distinct outputs rendered per
+	// (reference, profile, prompt, params): the seed counts modulo
+	// Variants, and each output is rendered and encoded once and then
+	// reused. For load tests that measure the pipeline around a provider
+	// that costs nothing, where rendering would otherwise cost more than
+	// what they measure. Default 0: every seed renders its own output.
+	Variants int
 }
 
 // Client generates images with the simulated models. It is safe for
@@ -99,6 +106,48 @@ type Client struct {
 	calls atomic.Uint64
 	// png reuses the PNG encoder's compressor between calls.
 	png png.Encoder
+	// refs holds decoded references (every task of a character sends the
+	// same bytes); outputs holds encoded outputs when Config.Variants is set.
+	refs    memo[image.Image]
+	outputs memo[[]byte]
+}
+
+// memo is a small concurrent cache, emptied when it fills.
+type memo[V any] struct {
+	mu sync.Mutex
+	m  map[string]V
+}
+
+// memoEntries bounds a memo.
+const memoEntries = 4096
+
+func (c *memo[V]) get(key string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[key]
+	return v, ok
+}
+
+func (c *memo[V]) put(key string, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= memoEntries {
+		c.m = make(map[string]V)
+	}
+	c.m[key] = v
+}
+
+// decodeReference decodes reference bytes, once per distinct reference.
+func (c *Client) decodeReference(data []byte) (image.Image, error) {
+	if img, ok := c.refs.get(string(data)); ok {
+		return img, nil
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	c.refs.put(string(data), img)
+	return img, nil
 }
 
 // encoderPool lets png.Encoder reuse its buffers and compressor.
@@ -170,7 +219,7 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 	if len(req.Reference.Data) == 0 {
 		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_reference", Message: "reference image bytes are required (the simulator fetches no URLs)"}
 	}
-	refImg, _, err := image.Decode(bytes.NewReader(req.Reference.Data))
+	refImg, err := c.decodeReference(req.Reference.Data)
 	if err != nil {
 		return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_reference", Message: "cannot decode reference image", Err: err}
 	}
@@ -211,22 +260,45 @@ func (c *Client) Generate(ctx context.Context, req provider.Request) (*provider.
 			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_edit", Message: err.Error()}
 		}
 	default:
-		out, err = Render(refImg, req.Model, req.Prompt, req.Seed, req.Params)
+		var data []byte
+		seed := req.Seed
+		if c.cfg.Variants > 0 {
+			seed %= int64(c.cfg.Variants)
+			key := fmt.Sprintf("%s\x00%s\x00%d\x00%v\x00%v\x00%v\x00", req.Model, req.Prompt, seed,
+				req.Params["size"], req.Params["aspect_ratio"], req.Params["output_format"]) + string(req.Reference.Data)
+			if data, ok := c.outputs.get(key); ok {
+				return c.result(data, requestID, model, req, latency), nil
+			}
+			defer func() {
+				if data != nil {
+					c.outputs.put(key, data)
+				}
+			}()
+		}
+		out, err = Render(refImg, req.Model, req.Prompt, seed, req.Params)
 		if err != nil {
 			return nil, &provider.Error{Class: provider.Input, Provider: ProviderName, Status: http.StatusUnprocessableEntity, Code: "sim_invalid_param", Message: err.Error()}
 		}
+		if data, err = c.encode(out, req.Params); err != nil {
+			return nil, fmt.Errorf("sim %s: encode output: %w", req.Model, err)
+		}
+		return c.result(data, requestID, model, req, latency), nil
 	}
 	data, err := c.encode(out, req.Params)
 	if err != nil {
 		return nil, fmt.Errorf("sim %s: encode output: %w", req.Model, err)
 	}
+	return c.result(data, requestID, model, req, latency), nil
+}
+
+func (c *Client) result(data []byte, requestID string, model provider.Model, req provider.Request, latency time.Duration) *provider.Result {
 	return &provider.Result{
 		Image:     provider.Image{Data: data, ContentType: http.DetectContentType(data)},
 		RequestID: requestID,
 		CostUSD:   model.Pricing.For(req.Params),
 		Latency:   latency,
 		Seed:      req.Seed,
-	}, nil
+	}
 }
 
 // decodeEdit decodes an inpainting request's image and mask, refusing them
