@@ -145,8 +145,16 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, p task.Generate,
 		req.Resume = nil
 		res, err = w.call(ctx, gen, model, req)
 	}
-	lease.Release(ctx)
-	w.report(ctx, lim, err)
+	// The fleet's slot goes back and the limits learn the answer while
+	// the output is checked and stored: two round trips off the task's
+	// path. The delivery still waits for them before it ends.
+	limitsDone := make(chan struct{})
+	go func(err error) {
+		defer close(limitsDone)
+		lease.Release(ctx)
+		w.report(ctx, lim, err)
+	}(err)
+	defer func() { <-limitsDone }()
 	if err != nil && ctx.Err() != nil {
 		// Shutdown or the task's deadline: not the provider's answer. The
 		// reservation and any pending request stay for the redelivery.
