@@ -61,6 +61,19 @@ type Config struct {
 	MinWait time.Duration
 	// Now is the clock for lease expiry. Default time.Now.
 	Now func() time.Time
+	// WaitReplicas, above 0, makes Release confirm (WAIT) that this many
+	// replicas received the freed slot. Behind Sentinel a failover loses
+	// what the old master took in its last moments; a lost release would
+	// hold its slot until the lease expires and run the fleet below its
+	// cap meanwhile. A release the replicas did not confirm is made again
+	// after RereleaseAfter, on whichever master the client follows by then
+	// (releasing is idempotent). Default 0: no confirmation (one server,
+	// Cluster). Needs a client of one master.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 500ms.
+	WaitTimeout time.Duration
+	// RereleaseAfter is the pause before releasing again. Default 1s.
+	RereleaseAfter time.Duration
 }
 
 // Limiter acquires fleet-wide limits.
@@ -86,6 +99,12 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 500 * time.Millisecond
+	}
+	if cfg.RereleaseAfter <= 0 {
+		cfg.RereleaseAfter = time.Second
 	}
 	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), cfg: cfg}
 }
@@ -226,9 +245,34 @@ func (le *Lease) Release(ctx context.Context) {
 			// The slot must come back even when the task's context is done.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			le.l.rdb.ZRem(rctx, le.l.key(le.key, "slots"), le.holder)
+			le.l.freeSlot(rctx, le.key, le.holder)
 		}
 	})
+}
+
+// freeSlot removes holder from the limit's slot set; with WaitReplicas it
+// confirms the removal on the replicas, and removes it again after
+// RereleaseAfter when they did not confirm it.
+func (l *Limiter) freeSlot(ctx context.Context, lim, holder string) {
+	key := l.key(lim, "slots")
+	if l.cfg.WaitReplicas <= 0 {
+		l.rdb.ZRem(ctx, key, holder)
+		return
+	}
+	pipe := l.rdb.Pipeline() // one connection: WAIT confirms the ZREM
+	pipe.ZRem(ctx, key, holder)
+	wait := pipe.Do(ctx, "WAIT", l.cfg.WaitReplicas, l.cfg.WaitTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	if n, err := wait.Int64(); err == nil && n >= int64(l.cfg.WaitReplicas) {
+		return
+	}
+	t := time.NewTimer(l.cfg.RereleaseAfter)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		l.rdb.ZRem(ctx, key, holder)
+	}
 }
 
 // SetCooldown makes every worker wait until until before calling the
