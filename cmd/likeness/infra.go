@@ -51,6 +51,9 @@ type infra struct {
 }
 
 func (in *infra) Close() {
+	if in.limiter != nil {
+		in.limiter.Close()
+	}
 	if in.rdb != nil {
 		in.rdb.Close()
 	}

@@ -43,14 +43,32 @@ func TestReleaseConfirmedOnReplicas(t *testing.T) {
 	lim := ratelimit.Limit{Key: "conc", Concurrency: 1}
 	const lease = time.Minute
 
+	// lossy returns a limiter whose first release is lost, and a plain one
+	// on the same database.
+	lossy := func(t *testing.T) (l, other *ratelimit.Limiter, hook *loseFirstRelease) {
+		addr, db := testenv.RedisDB(t)
+		c := client(t, addr, db)
+		hook = &loseFirstRelease{}
+		c.AddHook(hook)
+		l = ratelimit.New(c, ratelimit.Config{LeaseTTL: lease, WaitReplicas: 1,
+			WaitTimeout: 20 * time.Millisecond, RereleaseAfter: 100 * time.Millisecond})
+		t.Cleanup(l.Close)
+		return l, ratelimit.New(client(t, addr, db), ratelimit.Config{LeaseTTL: lease}), hook
+	}
+	// freeWithin reports whether other gets the slot within d.
+	freeWithin := func(other *ratelimit.Limiter, holder string, d time.Duration) bool {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if le, wait, err := other.Acquire(ctx, lim, holder); err == nil && wait == nil {
+				le.Release(ctx)
+				return true
+			}
+		}
+		return false
+	}
+
 	t.Run("lost release", func(t *testing.T) {
 		t.Parallel()
-		addr, db := testenv.RedisDB(t)
-		lossy := client(t, addr, db)
-		hook := &loseFirstRelease{}
-		lossy.AddHook(hook)
-		l := ratelimit.New(lossy, ratelimit.Config{LeaseTTL: lease, WaitReplicas: 1,
-			WaitTimeout: 20 * time.Millisecond, RereleaseAfter: 100 * time.Millisecond})
+		l, other, hook := lossy(t)
 		le, wait, err := l.Acquire(ctx, lim, "a")
 		if err != nil || wait != nil {
 			t.Fatalf("acquire: %v %v", wait, err)
@@ -60,9 +78,37 @@ func TestReleaseConfirmedOnReplicas(t *testing.T) {
 		if !hook.lost.Load() {
 			t.Fatal("the hook did not drop the release: the test checks nothing")
 		}
-		other := ratelimit.New(client(t, addr, db), ratelimit.Config{LeaseTTL: lease})
-		if _, wait, err := other.Acquire(ctx, lim, "b"); err != nil || wait != nil {
-			t.Fatalf("slot still held %s after a lost release (lease %s): %v %v", time.Since(start), lease, wait, err)
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Release took %s: the re-release must not hold the caller", took)
+		}
+		if !freeWithin(other, "b", 5*time.Second) {
+			t.Fatalf("slot still held %s after a lost release (lease %s)", time.Since(start), lease)
+		}
+	})
+
+	t.Run("newer lease of the same holder survives", func(t *testing.T) {
+		t.Parallel()
+		l, other, hook := lossy(t)
+		two := ratelimit.Limit{Key: "conc2", Concurrency: 2}
+		le, _, err := l.Acquire(ctx, two, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		le.Release(ctx) // lost: re-released in 100 ms unless "a" holds a newer lease by then
+		if !hook.lost.Load() {
+			t.Fatal("the hook did not drop the release: the test checks nothing")
+		}
+		time.Sleep(5 * time.Millisecond)
+		if _, wait, err := l.Acquire(ctx, two, "a"); err != nil || wait != nil {
+			t.Fatalf("second lease of a: %v %v", wait, err)
+		}
+		time.Sleep(300 * time.Millisecond) // past the re-release
+		if _, wait, err := other.Acquire(ctx, two, "b"); err != nil || wait != nil {
+			t.Fatalf("b: %v %v", wait, err)
+		}
+		if le, wait, err := other.Acquire(ctx, two, "c"); err != nil || wait == nil {
+			le.Release(ctx)
+			t.Fatalf("c got a third slot of two (%v): the re-release freed a's newer lease", err)
 		}
 	})
 
