@@ -30,7 +30,7 @@ func lifecycle(t *testing.T, s *runstate.Store, run string) {
 	}
 	ck := contentKey(1)
 	req := runstate.BeginRequest{Run: run, Task: "a", Provider: "sim", Holder: "w1/1", ClaimTTL: time.Minute,
-		PriceUSD: 0.6, ContentKey: ck, CacheStore: "s3://b/cache/"+run}
+		PriceUSD: 0.6, ContentKey: ck, CacheStore: "s3://b/cache/" + run}
 	b, err := s.Begin(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func lifecycle(t *testing.T, s *runstate.Store, run string) {
 		t.Fatal(err)
 	}
 	b6, err := s.Begin(ctx, runstate.BeginRequest{Run: run, Task: "c", Provider: "sim", Holder: "w1/3", ClaimTTL: time.Minute,
-		PriceUSD: 0.1, ContentKey: ck, CacheStore: "s3://b/cache/"+run})
+		PriceUSD: 0.1, ContentKey: ck, CacheStore: "s3://b/cache/" + run})
 	if err != nil || !b6.CacheHit || b6.Cache.Task != "a" || !b6.CacheIndexed {
 		t.Fatalf("identical request: %+v, %v; want a cache hit in a built index", b6, err)
 	}
