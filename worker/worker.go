@@ -79,7 +79,10 @@ type Config struct {
 	// Limits overrides the registry's default limits, by limit key or model ref.
 	Limits ratelimit.Overrides
 	// MaxInlineWait is the longest limit wait spent inside a task; longer
-	// waits requeue the task for exactly the wait. Default 3s.
+	// waits requeue the task for exactly the wait. It also bounds, in all,
+	// the sub-second waits (a provider's 429 asking for 300 ms) a delivery
+	// spends inside its handler rather than be requeued, since asynq
+	// schedules in whole seconds. Default 3s.
 	MaxInlineWait time.Duration
 	// Checks are the output checks. Default imagecheck.Default().
 	Checks []imagecheck.Check

@@ -9,7 +9,9 @@
 // worker enqueues the run's single finalize task.
 //
 // All keys of one run share a Redis Cluster hash tag, so the Lua scripts that
-// touch several of them stay on one slot.
+// touch several of them stay on one slot. Beside the runs, the cache index
+// (cache.go) says which requests already have a stored output; a task's
+// first round trip (Begin) reads its run state and asks the index at once.
 package runstate
 
 import (
