@@ -90,7 +90,10 @@ func (w *Worker) report(ctx context.Context, lim ratelimit.Limit, err error) {
 	case "":
 		rerr = w.cfg.Limiter.ReportSuccess(ctx, lim.Key)
 	case provider.Rate:
-		d := max(provider.RetryAfterOf(err), time.Second)
+		d := provider.RetryAfterOf(err)
+		if d <= 0 {
+			d = time.Second // no hint
+		}
 		var n int
 		if n, rerr = w.cfg.Limiter.NoteThrottle(ctx, lim.Key, throttleWindow); rerr == nil && (d > burstThrottle || n >= throttleBurst) {
 			rerr = w.cfg.Limiter.SetCooldown(ctx, lim.Key, time.Now().Add(d))
