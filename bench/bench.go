@@ -22,9 +22,12 @@
 //     Redis and MinIO, which it kills and restarts.
 //   - sentinel: limits on Redis behind Sentinel, failed over midway
 //     (sentinel.go); not part of `bench all`, it needs a Sentinel set.
+//   - scale: does a 100,000-task run stay light? Submit time, Redis bytes
+//     per queued and per finished task, and the fan-in's time, peak RSS
+//     and largest report page (scale.go); not part of `bench all`.
 //
 // Each scenario flushes a Redis database of its own (Config.RedisDB plus
-// 0, 1, 2; chaos: its own server), writes to a bucket of its own (a new one
+// 0, 1, 2, scale 3; chaos: its own server), writes to a bucket of its own (a new one
 // per run), and stops every process it started however it ends.
 package bench
 
@@ -212,6 +215,8 @@ func Run(ctx context.Context, cfg Config, scenario string) (Result, error) {
 		run, db = runOverhead, cfg.RedisDB+2
 	case ScenarioSentinel:
 		run = runSentinel
+	case ScenarioScale:
+		run, db = runScale, cfg.RedisDB+3
 	default:
 		return nil, fmt.Errorf("%w: unknown scenario %q (want %s)", ErrConfig, scenario, strings.Join(Scenarios(), ", "))
 	}

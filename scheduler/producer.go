@@ -28,10 +28,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	_ "golang.org/x/image/webp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
@@ -77,6 +79,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Enqueuers is how many tasks Submit enqueues at once. Default 16:
+	// enough to keep a Redis on the same network busy (a 100,000-task
+	// submit takes seconds), few enough to leave it free for the workers.
+	Enqueuers int
 }
 
 // Producer submits runs.
@@ -98,6 +104,9 @@ func New(cfg Config) (*Producer, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Enqueuers <= 0 {
+		cfg.Enqueuers = 16
 	}
 	return &Producer{cfg: cfg}, nil
 }
@@ -169,14 +178,10 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	if _, err := p.cfg.Store.PutIfAbsent(ctx, store.SpecKey(runID), s.Raw, "application/yaml"); err != nil {
 		return nil, fmt.Errorf("store spec: %w", err)
 	}
-	for _, t := range interleave(tasks) {
-		ok, err := p.enqueue(ctx, payloadOf(s, runID, t, refKeys, edits, now))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			sub.Enqueued++
-		}
+	if sub.Enqueued, err = p.enqueueAll(ctx, interleave(tasks), func(t spec.Task) task.Generate {
+		return payloadOf(s, runID, t, refKeys, edits, now)
+	}); err != nil {
+		return nil, err
 	}
 	if err := p.cfg.Runs.MarkEnqueued(ctx, runID); err != nil {
 		return nil, err
@@ -194,6 +199,37 @@ func payloadOf(s *spec.Spec, runID string, t spec.Task, refKeys map[string]strin
 		OutputRetries: s.OutputRetries, MaxAttempts: s.MaxAttempts,
 		Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
 	}
+}
+
+// enqueueAll enqueues every task, p.cfg.Enqueuers at a time, and returns
+// how many the queue did not hold yet. One enqueue is one Redis round trip
+// (asynq's enqueue script), so a run of 100,000 tasks enqueued one after the
+// other spends most of its submit waiting on the network; several in flight
+// keep Redis busy instead. Tasks are taken in order, so the queue keeps the
+// interleaved order up to a window of Enqueuers tasks. On an error the
+// tasks in flight finish and the first error is returned; the run stays
+// not-enqueued, and submitting again finishes the job.
+func (p *Producer) enqueueAll(ctx context.Context, tasks []spec.Task, payload func(spec.Task) task.Generate) (int, error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.cfg.Enqueuers)
+	var enqueued atomic.Int64
+	for _, t := range tasks {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			ok, err := p.enqueue(gctx, payload(t))
+			if ok {
+				enqueued.Add(1)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return int(enqueued.Load()), err
 }
 
 // enqueue puts one task in its provider's queue. It returns false when the

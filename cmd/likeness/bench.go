@@ -75,7 +75,7 @@ configuration, 3 when Redis or the object store do not answer.`,
   LIKENESS_REDIS_URL=redis://127.0.0.1:6379 LIKENESS_S3_ENDPOINT=127.0.0.1:9000 \
   LIKENESS_S3_ACCESS_KEY=... LIKENESS_S3_SECRET_KEY=... likeness bench makespan`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: append(bench.Scenarios(), bench.ScenarioSentinel),
+		ValidArgs: append(bench.Scenarios(), bench.ScenarioSentinel, bench.ScenarioScale),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			exe, err := os.Executable()
 			if err != nil {
