@@ -13,7 +13,7 @@ func sampleGenerate() Generate {
 	return Generate{
 		RunID: "quickstart-0123456789ab", TaskID: "ca8e17efd28af688", Character: "mara", Prompt: "piano",
 		PromptText: `she plays the piano, <softly> & "well"`, Model: "kontext", ModelRef: "replicate:black-forest-labs/flux-kontext-pro",
-		Params: map[string]any{"size": 64, "aspect_ratio": "3:4", "guidance": 2.5, "steps": []any{1, 2}},
+		Params:  map[string]any{"size": 64, "aspect_ratio": "3:4", "guidance": 2.5, "steps": []any{1, 2}},
 		Variant: 1, Seed: 424242, RefKey: "refs/" + strings.Repeat("ab", 32) + ".png",
 		EditImageKey: "refs/" + strings.Repeat("cd", 32) + ".png", EditMaskKey: "refs/" + strings.Repeat("ef", 32) + ".png",
 		OutputRetries: 2, Tags: 3, MaxAttempts: 5,
