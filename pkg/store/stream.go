@@ -124,4 +124,3 @@ func (d *Dir) Walk(ctx context.Context, prefix string, fn func(Info) error) erro
 	}
 	return nil
 }
-
