@@ -6,8 +6,10 @@
 // with the summary and the records. Write is idempotent and cheap to repeat:
 // thumbnails are named after the sha256 of the image they show, so a second
 // fan-in finds them stored and makes none; sheets and report pages are
-// rewritten from the same records to the same bytes. Every key is below
-// runs/<run>/:
+// rewritten from the same records to the same bytes. An output no larger
+// than a thumbnail (see OwnThumbnail) is shown as it is. WriteFrom does
+// all of it a character at a time, for a fan-in that streams its records.
+// Every key is below runs/<run>/:
 //
 //	thumbs/<character>/<model>/<prompt>/<variant>-<sha12>.jpg   output thumbnails
 //	thumbs/refs/<sha12>.jpg                                     reference and inpainting thumbnails
@@ -20,7 +22,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
@@ -81,8 +86,39 @@ func ThumbKey(run, key, sha256hex string) string {
 // Write makes the thumbnails, the character sheets and the report of the
 // run s summarizes. Images that cannot be read or decoded are logged and
 // shown without a thumbnail (and marked on the sheets); a store that
-// cannot be written is an error, so the fan-in is retried.
+// cannot be written is an error, so the fan-in is retried. Records are
+// deduplicated and sorted first (see manifest.Dedupe and Sort); a fan-in
+// that does not hold its records calls WriteFrom.
 func Write(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record) error {
+	records = manifest.Dedupe(records)
+	manifest.Sort(records)
+	seen := map[string]bool{}
+	for _, r := range records {
+		seen[r.Model] = true
+	}
+	return WriteFrom(ctx, cfg, s, slices.Collect(maps.Keys(seen)), func(yield func([]manifest.Record, error) bool) {
+		// Records are sorted by character first: one contiguous run each.
+		for i := 0; i < len(records); {
+			j := i
+			for j < len(records) && records[j].Character == records[i].Character {
+				j++
+			}
+			if !yield(records[i:j], nil) {
+				return
+			}
+			i = j
+		}
+	})
+}
+
+// WriteFrom is Write for a fan-in that streams its records: characters
+// yields every character's records, deduplicated and sorted (see
+// manifest.Sort), one character at a time in sorted order
+// (manifest.Spool.Characters does), and each character's thumbnails, sheet
+// and report pages are made before the next character's records are read.
+// models are the models that have records. An error from characters stops
+// the writing and is returned.
+func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []string, characters iter.Seq2[[]manifest.Record, error]) error {
 	if cfg.Store == nil {
 		return errors.New("artifact: Config.Store is required")
 	}
@@ -90,22 +126,35 @@ func Write(ctx context.Context, cfg Config, s manifest.Summary, records []manife
 		return errors.New("artifact: summary has no run id")
 	}
 	cfg = cfg.withDefaults()
-	records = manifest.Dedupe(records)
-	manifest.Sort(records)
-
-	thumbs, err := makeThumbs(ctx, cfg, s.Run, records)
-	if err != nil {
-		return err
-	}
-	sheets, err := makeSheets(ctx, cfg, s, records, thumbs)
-	if err != nil {
-		return err
-	}
-	opts := manifest.ReportOptions{Thumbs: thumbs, Sheets: sheets}
-	err = manifest.RenderReport(s, records, opts, func(key string, html []byte) error {
+	opt := sheetsOf(ctx, cfg, s)
+	cols := manifest.ReportColumns(s, models)
+	rw, err := manifest.NewReportWriter(s, models, manifest.ReportOptions{}, func(key string, html []byte) error {
 		return cfg.Store.Put(ctx, key, html, "text/html; charset=utf-8")
 	})
 	if err != nil {
+		return fmt.Errorf("report of run %s: %w", s.Run, err)
+	}
+	th := newThumbMaker(cfg, s.Run)
+	for records, err := range characters {
+		if err != nil {
+			return fmt.Errorf("records of run %s: %w", s.Run, err)
+		}
+		if len(records) == 0 {
+			continue
+		}
+		thumbs, err := th.make(ctx, records)
+		if err != nil {
+			return err
+		}
+		sheetKey, err := makeSheet(ctx, cfg, s, records, cols, opt, thumbs)
+		if err != nil {
+			return err
+		}
+		if err := rw.AddCharacter(records, thumbs, sheetKey); err != nil {
+			return fmt.Errorf("report of run %s: %w", s.Run, err)
+		}
+	}
+	if err := rw.Close(); err != nil {
 		return fmt.Errorf("report of run %s: %w", s.Run, err)
 	}
 	return nil

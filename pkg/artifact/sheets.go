@@ -5,57 +5,25 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"maps"
-	"slices"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/sheet"
 	"github.com/likeness-run/likeness/pkg/spec"
 )
 
-// makeSheets draws and stores one sheet per character and returns their
-// keys by character.
-func makeSheets(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, thumbs map[string]string) (map[string]string, error) {
-	opt := sheetsOf(ctx, cfg, s)
-	models := modelOrder(s, records)
-	keys := make(map[string]string)
-	// Records are sorted by character: one contiguous run each.
-	for i := 0; i < len(records); {
-		j := i
-		for j < len(records) && records[j].Character == records[i].Character {
-			j++
-		}
-		sh := buildSheet(ctx, cfg.Store, s.Run, records[i:j], models, opt, thumbs)
-		var buf bytes.Buffer
-		if err := sheet.Encode(&buf, sh); err != nil {
-			return nil, err
-		}
-		key := SheetKey(s.Run, records[i].Character)
-		if err := cfg.Store.Put(ctx, key, buf.Bytes(), "image/png"); err != nil {
-			return nil, fmt.Errorf("store sheet %s: %w", key, err)
-		}
-		keys[records[i].Character] = key
-		i = j
+// makeSheet draws and stores the sheet of one character, whose sorted
+// records are given, and returns its key. models are the columns, in order.
+func makeSheet(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) (string, error) {
+	sh := buildSheet(ctx, cfg.Store, s.Run, records, models, opt, thumbs)
+	var buf bytes.Buffer
+	if err := sheet.Encode(&buf, sh); err != nil {
+		return "", err
 	}
-	return keys, nil
-}
-
-// modelOrder is the summary's model order restricted to models with
-// records, then any other model in the records, sorted: the report's
-// column order.
-func modelOrder(s manifest.Summary, records []manifest.Record) []string {
-	seen := make(map[string]bool)
-	for _, r := range records {
-		seen[r.Model] = true
+	key := SheetKey(s.Run, records[0].Character)
+	if err := cfg.Store.Put(ctx, key, buf.Bytes(), "image/png"); err != nil {
+		return "", fmt.Errorf("store sheet %s: %w", key, err)
 	}
-	var out []string
-	for _, m := range s.Models {
-		if seen[m.Model] {
-			out = append(out, m.Model)
-			delete(seen, m.Model)
-		}
-	}
-	return append(out, slices.Sorted(maps.Keys(seen))...)
+	return key, nil
 }
 
 // imageGetter is the part of Blobs a sheet needs.
