@@ -201,17 +201,23 @@ func payloadOf(s *spec.Spec, runID string, t spec.Task, refKeys map[string]strin
 	}
 }
 
-// enqueueAll enqueues every task, p.cfg.Enqueuers at a time, and returns
-// how many the queue did not hold yet. One enqueue is one Redis round trip
-// (asynq's enqueue script), so a run of 100,000 tasks enqueued one after the
-// other spends most of its submit waiting on the network; several in flight
-// keep Redis busy instead. Tasks are taken in order, so the queue keeps the
-// interleaved order up to a window of Enqueuers tasks. On an error the
-// tasks in flight finish and the first error is returned; the run stays
-// not-enqueued, and submitting again finishes the job.
+// enqueueAll enqueues every task in order and returns how many the queue
+// did not hold yet. One enqueue is one Redis round trip (asynq's enqueue
+// script), so a run of 100,000 tasks enqueued one after the other spends
+// most of its submit waiting on the network: a run of more than
+// sequentialEnqueue tasks is enqueued p.cfg.Enqueuers at a time, which
+// keeps the interleaved order up to a window of Enqueuers tasks. A smaller
+// run takes milliseconds either way and is enqueued one task after the
+// other, in exact order. On an error the tasks in flight finish and the
+// first error is returned; the run stays not-enqueued, and submitting
+// again finishes the job.
 func (p *Producer) enqueueAll(ctx context.Context, tasks []spec.Task, payload func(spec.Task) task.Generate) (int, error) {
+	limit := p.cfg.Enqueuers
+	if len(tasks) <= sequentialEnqueue {
+		limit = 1
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(p.cfg.Enqueuers)
+	g.SetLimit(limit)
 	var enqueued atomic.Int64
 	for _, t := range tasks {
 		if gctx.Err() != nil {
@@ -231,6 +237,9 @@ func (p *Producer) enqueueAll(ctx context.Context, tasks []spec.Task, payload fu
 	}
 	return int(enqueued.Load()), err
 }
+
+// sequentialEnqueue is the largest run enqueued one task at a time.
+const sequentialEnqueue = 256
 
 // enqueue puts one task in its provider's queue. It returns false when the
 // queue already holds the task (its TaskID is taken).
