@@ -263,7 +263,8 @@ func (e *env) finalizeInWorker(ctx context.Context, run string) (finalizeRun, er
 		return finalizeRun{}, fmt.Errorf("%w: enqueue finalize: %v", ErrInfra, err)
 	}
 	start := time.Now()
-	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv(), task.QueueControl)
+	// At info level the worker logs the fan-in's phases ("run finalized").
+	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv("LIKENESS_LOG_LEVEL=info"), task.QueueControl)
 	if err != nil {
 		return finalizeRun{}, err
 	}
@@ -298,6 +299,11 @@ func (e *env) finalizeInWorker(ctx context.Context, run string) (finalizeRun, er
 		res.maxRSSKiB = int64(ru.Maxrss) // KiB on Linux
 	}
 	e.progressf("finalized in %.2fs by a worker whose peak RSS was %.1f MB", res.elapsed.Seconds(), float64(res.maxRSSKiB)/1024)
+	for line := range strings.SplitSeq(tail(w.log, 50), "\n") {
+		if strings.Contains(line, `"run finalized"`) {
+			e.progressf("worker: %s", line)
+		}
+	}
 	return res, nil
 }
 

@@ -95,6 +95,7 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
 	}
 	defer sp.Close()
+	began := time.Now()
 	unreadable, err := w.spoolRecords(ctx, p.RunID, sp)
 	if err != nil {
 		return err
@@ -108,6 +109,7 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		TraceID: traceIDOf(st.TraceParent),
 	}
 	z := manifest.NewSummarizer(meta)
+	read := time.Now()
 	err = w.putStream(ctx, store.ManifestKey(p.RunID), "application/x-ndjson", func(out io.Writer) error {
 		return sp.Lines(func(line []byte, r manifest.Record) error {
 			z.Add(r)
@@ -135,6 +137,7 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	if err := w.cfg.Store.Put(ctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
 		return fmt.Errorf("store summary: %w", err)
 	}
+	written := time.Now()
 	// Thumbnails, character sheets and the report pages: package artifact.
 	if err := artifact.WriteFrom(ctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, sp.Models(), sp.Characters()); err != nil {
 		return fmt.Errorf("run artifacts: %w", err)
@@ -144,7 +147,8 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		return err
 	}
 	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(),
-		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n)
+		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
+		"read_s", read.Sub(began).Seconds(), "manifest_s", written.Sub(read).Seconds(), "artifacts_s", time.Since(written).Seconds())
 	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
 		// The fan-in is done; running it again for the webhook would count
 		// a second finalization; this finalization goes unannounced.
