@@ -24,7 +24,8 @@ import (
 )
 
 // The scale scenario: does a big run stay light? A spec of 100,000 tasks
-// (50 characters × 500 prompts × 4 simulated models) is submitted through
+// (50 characters × 100 prompts × 4 simulated models × 5 variants) is
+// submitted through
 // the real producer on the real Redis and MinIO; then every task is
 // finished by the bench itself, taking it from the queue with an asynq
 // server and ending it the way a worker's settle does (the output and the
@@ -53,10 +54,10 @@ var scaleModels = []specModel{
 }
 
 // scaleFanOut is the scenario's spec for n tasks: 50 characters and the
-// four models, with as many prompts as it takes (500 for 100,000).
+// four models, shaped as the other scenarios' specs (fanOutFor): up to 100
+// prompts, then variants; 100 prompts and 5 variants for 100,000.
 func scaleFanOut(n int) fanOut {
-	per := scaleCharacters * len(scaleModels)
-	return fanOut{name: "bench-scale", characters: scaleCharacters, prompts: max(1, (n+per-1)/per), variants: 1, models: scaleModels}
+	return fanOutFor("bench-scale", n, scaleCharacters, scaleModels)
 }
 
 func runScale(ctx context.Context, e *env) (Result, error) {
@@ -66,8 +67,8 @@ func runScale(ctx context.Context, e *env) (Result, error) {
 		return nil, err
 	}
 	n := f.tasks()
-	e.progressf("%d tasks: %d characters × %d prompts × %d models; the bench finishes them (no provider calls) and a `likeness worker` process finalizes the run",
-		n, f.characters, f.prompts, len(f.models))
+	e.progressf("%d tasks: %d characters × %d prompts × %d models × %d variants; the bench finishes them (no provider calls) and a `likeness worker` process finalizes the run",
+		n, f.characters, f.prompts, len(f.models), f.variants)
 
 	base, err := e.usedMemory(ctx)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/spec"
@@ -54,6 +55,10 @@ type Config struct {
 	// spec stored at the summary's SpecKey (variant 0 when it has none).
 	Sheets *spec.Sheets
 }
+
+// charactersAhead is how many characters' thumbnails and sheets WriteFrom
+// makes at once, ahead of the report pages.
+const charactersAhead = 2
 
 func (c Config) withDefaults() Config {
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -135,24 +140,61 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 		return fmt.Errorf("report of run %s: %w", s.Run, err)
 	}
 	th := newThumbMaker(cfg, s.Run)
-	for records, err := range characters {
-		if err != nil {
-			return fmt.Errorf("records of run %s: %w", s.Run, err)
+	// The next character's thumbnails and sheet (reads from the store,
+	// drawing, PNG encoding) are made while this one's pages render:
+	// charactersAhead at a time, their pages added in order.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // stops what is still being made for a report that failed
+		wg.Wait()
+	}()
+	type prepared struct {
+		records []manifest.Record
+		thumbs  map[string]string
+		sheet   string
+		err     error
+	}
+	queue := make(chan chan prepared, charactersAhead)
+	wg.Go(func() {
+		defer close(queue)
+		for records, err := range characters {
+			done := make(chan prepared, 1)
+			select {
+			case queue <- done:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				done <- prepared{err: fmt.Errorf("records of run %s: %w", s.Run, err)}
+				return
+			}
+			wg.Go(func() {
+				p := prepared{records: records}
+				if len(records) > 0 {
+					p.thumbs, p.err = th.make(ctx, records)
+					if p.err == nil {
+						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs)
+					}
+				}
+				done <- p
+			})
 		}
-		if len(records) == 0 {
+	})
+	for done := range queue {
+		p := <-done
+		if p.err != nil {
+			return p.err
+		}
+		if len(p.records) == 0 {
 			continue
 		}
-		thumbs, err := th.make(ctx, records)
-		if err != nil {
-			return err
-		}
-		sheetKey, err := makeSheet(ctx, cfg, s, records, cols, opt, thumbs)
-		if err != nil {
-			return err
-		}
-		if err := rw.AddCharacter(records, thumbs, sheetKey); err != nil {
+		if err := rw.AddCharacter(p.records, p.thumbs, p.sheet); err != nil {
 			return fmt.Errorf("report of run %s: %w", s.Run, err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := rw.Close(); err != nil {
 		return fmt.Errorf("report of run %s: %w", s.Run, err)

@@ -43,6 +43,7 @@ type thumbJob struct {
 type thumbMaker struct {
 	cfg Config
 	run string
+	mu  sync.Mutex // guards refs and storedRefs: characters are made concurrently
 	// refs maps a reference's key to its thumbnail's ("" when it has none).
 	refs map[string]string
 	// storedRefs is the listing of thumbs/refs/, read once.
@@ -106,6 +107,8 @@ func (m *thumbMaker) make(ctx context.Context, records []manifest.Record) (map[s
 			return nil
 		}
 		seen[key] = true
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		if t, done := m.refs[key]; done {
 			if t != "" {
 				thumbs[key] = t
@@ -153,11 +156,13 @@ func (m *thumbMaker) make(ctx context.Context, records []manifest.Record) (map[s
 			if err != nil {
 				return err
 			}
+			if j.ref {
+				m.mu.Lock()
+				m.refs[j.key] = t
+				m.mu.Unlock()
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			if j.ref {
-				m.refs[j.key] = t
-			}
 			if t != "" {
 				thumbs[j.key] = t
 			}
