@@ -58,7 +58,7 @@ type Config struct {
 
 // charactersAhead is how many characters' thumbnails and sheets WriteFrom
 // makes at once, ahead of the report pages.
-const charactersAhead = 2
+const charactersAhead = 1
 
 func (c Config) withDefaults() Config {
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -141,8 +141,9 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 	}
 	th := newThumbMaker(cfg, s.Run)
 	// The next character's thumbnails and sheet (reads from the store,
-	// drawing, PNG encoding) are made while this one's pages render:
-	// charactersAhead at a time, their pages added in order.
+	// drawing, PNG encoding) are made while this one's pages render,
+	// charactersAhead ahead, their pages added in order. Sheets are drawn
+	// one at a time: one of 220 prompts is a 16,000-pixel-tall image.
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -155,6 +156,7 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 		sheet   string
 		err     error
 	}
+	var drawing sync.Mutex
 	queue := make(chan chan prepared, charactersAhead)
 	wg.Go(func() {
 		defer close(queue)
@@ -174,7 +176,9 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 				if len(records) > 0 {
 					p.thumbs, p.err = th.make(ctx, records)
 					if p.err == nil {
+						drawing.Lock()
 						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs)
+						drawing.Unlock()
 					}
 				}
 				done <- p
