@@ -270,7 +270,7 @@ func (e *env) finalizeInWorker(ctx context.Context, run string) (finalizeRun, er
 		return finalizeRun{}, err
 	}
 	w := ps[0]
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	last := time.Now()
 	for {
