@@ -88,8 +88,9 @@ type Config struct {
 	// RedisURL is the Redis to run against (LIKENESS_REDIS_URL). Its
 	// database number is replaced by the scenario's.
 	RedisURL string
-	// RedisDB is the first of the three databases the scenarios flush and
-	// use: limits RedisDB, makespan RedisDB+1, overhead RedisDB+2.
+	// RedisDB is the first of the databases the scenarios flush and use:
+	// limits RedisDB, makespan RedisDB+1, overhead RedisDB+2, scale
+	// RedisDB+3.
 	// Default 10; it must leave room below 16 (Redis's default count)
 	// unless the server has more.
 	RedisDB int
@@ -100,7 +101,7 @@ type Config struct {
 	// worker.
 	Workers int
 	// Tasks overrides the scenario's number of tasks (limits 1,200,
-	// makespan 2,000, overhead 20,000, chaos 1,000). It is rounded up to
+	// makespan 2,000, overhead 20,000, chaos 1,000, scale 100,000). It is rounded up to
 	// what the spec's fan-out can express.
 	Tasks int
 	// Env is the environment the subprocesses start from; provider keys
