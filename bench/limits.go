@@ -125,6 +125,7 @@ func limits(ctx context.Context, e *env, midway func(context.Context) error) (Li
 		Scenario: ScenarioLimits, Workers: workers, LimitRPM: limitsRPM,
 		AchievedRatio:    round3(AchievedRatio(int(m.Accepted), *m.FirstAccept, *m.LastAccept, limitsRPM)),
 		OverLimitWindows: m.OverLimit.Windows, MaxInFlight: m.MaxInFlight, ConcurrencyCap: limitsCap,
+		AcceptedCreates: int(m.Accepted),
 	}
 	e.progressf("sim: %d creates accepted over %s (%.1f/min), busiest minute %d, max in flight %d, %d throttled, %d failed tasks",
 		m.Accepted, span.Round(time.Millisecond), float64(m.Accepted-1)/span.Minutes(), m.MaxInWindow["1m0s"], m.MaxInFlight, m.Throttled, st.Failed)

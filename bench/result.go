@@ -36,6 +36,9 @@ type LimitsResult struct {
 	MaxInFlight int `json:"max_in_flight"`
 	// ConcurrencyCap is the provider's concurrency limit C.
 	ConcurrencyCap int `json:"concurrency_cap"`
+	// AcceptedCreates counts the predictions the simulator accepted (and
+	// would bill): one per task when nothing was paid twice.
+	AcceptedCreates int `json:"accepted_creates"`
 }
 
 // Check reports the targets the result misses: AchievedRatio at least

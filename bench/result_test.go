@@ -96,8 +96,8 @@ func TestResultJSON(t *testing.T) {
 		res  Result
 		want string
 	}{
-		{LimitsResult{Scenario: "limits", Workers: 4, LimitRPM: 600, AchievedRatio: 0.98, OverLimitWindows: 0, MaxInFlight: 7, ConcurrencyCap: 8},
-			`{"scenario":"limits","workers":4,"limit_rpm":600,"achieved_ratio":0.98,"over_limit_windows":0,"max_in_flight":7,"concurrency_cap":8}`},
+		{LimitsResult{Scenario: "limits", Workers: 4, LimitRPM: 600, AchievedRatio: 0.98, OverLimitWindows: 0, MaxInFlight: 7, ConcurrencyCap: 8, AcceptedCreates: 1200},
+			`{"scenario":"limits","workers":4,"limit_rpm":600,"achieved_ratio":0.98,"over_limit_windows":0,"max_in_flight":7,"concurrency_cap":8,"accepted_creates":1200}`},
 		{MakespanResult{Scenario: "makespan", Tasks: 2000, MakespanS: 99.5, LowerBoundS: 93.75, Ratio: 1.061, Succeeded: 2000},
 			`{"scenario":"makespan","tasks":2000,"makespan_s":99.5,"lower_bound_s":93.75,"ratio":1.061,"succeeded":2000}`},
 		{OverheadResult{Scenario: "overhead", Tasks: 20000, TasksPerS: 150.5, RawAsynqTasksPerS: 3000, Ratio: 0.05, P99OverheadMS: 41.2},

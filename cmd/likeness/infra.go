@@ -51,6 +51,9 @@ type infra struct {
 }
 
 func (in *infra) Close() {
+	if in.limiter != nil {
+		in.limiter.Close()
+	}
 	if in.rdb != nil {
 		in.rdb.Close()
 	}
@@ -60,14 +63,15 @@ func (in *infra) Close() {
 }
 
 // Behind Sentinel, run state confirms each task's count reached a replica
-// (runstate.Config.WaitReplicas) and counts again if not.
+// (runstate.Config.WaitReplicas) and counts again if not, and the limiter
+// does the same for each freed concurrency slot (ratelimit.Config.
+// WaitReplicas): a failover loses the writes the old master took in its
+// last moments as master (replication is asynchronous).
 //
-// sentinelLeaseTTL is the concurrency-slot lease behind Sentinel. A
-// failover loses the writes the old master took in its last second as
-// master (replication is asynchronous), slot releases among them; a lost
-// release holds its slot until the lease expires, so the fleet runs below
-// its cap that long. Leases are refreshed every third of this, so a worker
-// alive through the failover keeps its own.
+// sentinelLeaseTTL is the concurrency-slot lease behind Sentinel: leases
+// are refreshed every third of it, so a worker alive through a failover of
+// a few seconds keeps its own slots. A release lost anyway (the worker
+// died before it could confirm it) holds its slot this long.
 const sentinelLeaseTTL = 10 * time.Second
 
 // connectOpts says what a command may fall back to.
@@ -107,6 +111,7 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		where = "redis " + opt.String()
 		if opt.Mode == redisconn.Sentinel {
 			limits.LeaseTTL = sentinelLeaseTTL
+			limits.WaitReplicas = 1
 			runs.WaitReplicas = 1
 		}
 	case o.embedded:

@@ -19,6 +19,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -61,6 +62,21 @@ type Config struct {
 	MinWait time.Duration
 	// Now is the clock for lease expiry. Default time.Now.
 	Now func() time.Time
+	// WaitReplicas, above 0, makes Release confirm (WAIT) that this many
+	// replicas received the freed slot. Behind Sentinel a failover loses
+	// what the old master took in its last moments; a lost release would
+	// hold its slot until the lease expires and run the fleet below its
+	// cap meanwhile. A release the replicas did not confirm is made again
+	// after RereleaseAfter, on whichever master the client follows by then
+	// (releasing is idempotent). Default 0: no confirmation (one server,
+	// Cluster). Needs a client of one master.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 100ms.
+	WaitTimeout time.Duration
+	// RereleaseAfter is the pause before releasing again, in the
+	// background: long enough for the client to follow Sentinel to the new
+	// master. Default 1s.
+	RereleaseAfter time.Duration
 }
 
 // Limiter acquires fleet-wide limits.
@@ -68,6 +84,10 @@ type Limiter struct {
 	rdb  redis.UniversalClient
 	rate *redis_rate.Limiter
 	cfg  Config
+
+	rereleases sync.WaitGroup // background re-releases (WaitReplicas)
+	closed     chan struct{}
+	closeOnce  sync.Once
 }
 
 // New returns a Limiter over rdb.
@@ -87,7 +107,13 @@ func New(rdb redis.UniversalClient, cfg Config) *Limiter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), cfg: cfg}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 100 * time.Millisecond
+	}
+	if cfg.RereleaseAfter <= 0 {
+		cfg.RereleaseAfter = time.Second
+	}
+	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), cfg: cfg, closed: make(chan struct{})}
 }
 
 func (l *Limiter) key(lim, part string) string { return l.cfg.Prefix + ":{" + lim + "}:" + part }
@@ -116,6 +142,7 @@ type Lease struct {
 	key    string
 	holder string
 	slot   bool
+	exp    atomic.Int64 // the slot's expiry (Unix ms) as last set
 	once   sync.Once
 	stop   chan struct{}
 }
@@ -161,6 +188,7 @@ func (l *Limiter) Acquire(ctx context.Context, lim Limit, holder string) (*Lease
 			return nil, &Wait{For: max(l.cfg.MinWait, min(time.Duration(ms)*time.Millisecond, 4*l.cfg.MinWait)), Reason: Concurrency}, nil
 		}
 		lease.slot = true
+		lease.exp.Store(now.UnixMilli() + l.cfg.LeaseTTL.Milliseconds())
 	}
 	if lim.RequestsPerMinute > 0 {
 		res, err := l.rate.Allow(ctx, l.key(lim.Key, "rate"), l.gcra(lim.RequestsPerMinute))
@@ -208,7 +236,9 @@ func (le *Lease) Keep(ctx context.Context) {
 				pipe := le.l.rdb.Pipeline()
 				pipe.ZAddXX(ctx, key, redis.Z{Score: float64(exp), Member: le.holder})
 				pipe.PExpire(ctx, key, le.l.cfg.LeaseTTL)
-				_, _ = pipe.Exec(ctx) // a missed refresh only shortens the lease
+				if _, err := pipe.Exec(ctx); err == nil { // a missed refresh only shortens the lease
+					le.exp.Store(exp)
+				}
 			}
 		}
 	}()
@@ -226,9 +256,58 @@ func (le *Lease) Release(ctx context.Context) {
 			// The slot must come back even when the task's context is done.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			le.l.rdb.ZRem(rctx, le.l.key(le.key, "slots"), le.holder)
+			le.l.freeSlot(rctx, le.key, le.holder, le.exp.Load())
 		}
 	})
+}
+
+// freeSlot removes holder from the limit's slot set. With WaitReplicas it
+// confirms the removal on the replicas; when they do not confirm it, the
+// slot is freed again after RereleaseAfter, in the background (Close waits
+// for it), unless the holder has taken a newer lease meanwhile (its expiry
+// is past exp).
+func (l *Limiter) freeSlot(ctx context.Context, lim, holder string, exp int64) {
+	key := l.key(lim, "slots")
+	if l.cfg.WaitReplicas <= 0 {
+		l.rdb.ZRem(ctx, key, holder)
+		return
+	}
+	pipe := l.rdb.Pipeline() // one connection: WAIT confirms the ZREM
+	pipe.ZRem(ctx, key, holder)
+	wait := pipe.Do(ctx, "WAIT", l.cfg.WaitReplicas, l.cfg.WaitTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	if n, err := wait.Int64(); err == nil && n >= int64(l.cfg.WaitReplicas) {
+		return
+	}
+	l.rereleases.Add(1)
+	go func() {
+		defer l.rereleases.Done()
+		t := time.NewTimer(l.cfg.RereleaseAfter)
+		defer t.Stop()
+		select {
+		case <-l.closed: // Close: free it now, while the client is open
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = freeIfOlder.Run(rctx, l.rdb, []string{key}, holder, exp).Err()
+	}()
+}
+
+var freeIfOlder = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+`)
+
+// Close makes the background re-releases WaitReplicas starts at once and
+// waits for them; call it before closing the Redis client. The Limiter is
+// not usable after Close.
+func (l *Limiter) Close() {
+	l.closeOnce.Do(func() { close(l.closed) })
+	l.rereleases.Wait()
 }
 
 // SetCooldown makes every worker wait until until before calling the

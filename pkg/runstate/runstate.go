@@ -125,9 +125,13 @@ type Config struct {
 	// queue acknowledgement survived is never left uncounted. Default 0:
 	// no confirmation (one server, Cluster). Needs a client of one master.
 	WaitReplicas int
-	// WaitTimeout bounds each WAIT. Default 500ms.
+	// WaitTimeout bounds each WAIT. Default 100ms: a replica in sync
+	// confirms in about a round trip; one that is not (a master promoted
+	// seconds ago, whose old master Sentinel has not yet made its replica)
+	// costs each count this plus RecountAfter until it is.
 	WaitTimeout time.Duration
-	// RecountAfter is the pause before counting again. Default 2s.
+	// RecountAfter is the pause before counting again: long enough for
+	// the client to follow Sentinel to the new master. Default 1.5s.
 	RecountAfter time.Duration
 }
 
@@ -149,10 +153,10 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 		cfg.Now = time.Now
 	}
 	if cfg.WaitTimeout <= 0 {
-		cfg.WaitTimeout = 500 * time.Millisecond
+		cfg.WaitTimeout = 100 * time.Millisecond
 	}
 	if cfg.RecountAfter <= 0 {
-		cfg.RecountAfter = 2 * time.Second
+		cfg.RecountAfter = 1500 * time.Millisecond
 	}
 	return &Store{rdb: rdb, cfg: cfg}
 }
