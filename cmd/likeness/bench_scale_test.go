@@ -13,10 +13,10 @@ import (
 // TestBenchScaleSmall runs `likeness bench scale` at 400 tasks against the
 // real Redis and MinIO: the submit, the tasks finished through runstate,
 // the fan-in in a `likeness worker` process and the figures it prints. The
-// targets are for 100,000 tasks (scripts/bench.sh scale); at this size a
-// per-task Redis figure carries the server's fixed overhead, so the exit
-// status may be 1 for it, but the run must work end to end, and what does
-// not depend on scale must hold.
+// targets are for 100,000 tasks (scripts/bench.sh scale); at this size, on
+// a Redis other tests use at the same time, the per-task Redis figures are
+// noise, so the exit status may be 1 for them, but the run must work end
+// to end, and what does not depend on scale must hold.
 func TestBenchScaleSmall(t *testing.T) {
 	addr, first := testenv.RedisDBs(t, 4) // scale flushes and uses first+3
 	s3env := testenv.S3(t)
@@ -52,12 +52,9 @@ func TestBenchScaleSmall(t *testing.T) {
 	if res.Scenario != "scale" || res.Tasks != 400 {
 		t.Errorf("scenario %q with %d tasks; want scale with 400", res.Scenario, res.Tasks)
 	}
-	// A queued task holds at least its payload; a finished one less than
-	// a queued one (its queue entry is gone).
-	if res.RedisBytesPerQueuedTask < 200 || res.RedisBytesPerFinishedTask >= res.RedisBytesPerQueuedTask {
-		t.Errorf("Redis per queued task %.0f bytes, per finished task %.0f: want a queued task over 200 and a finished one lighter",
-			res.RedisBytesPerQueuedTask, res.RedisBytesPerFinishedTask)
-	}
+	// The Redis figures are used_memory deltas of the whole server, which
+	// other tests share here: at 400 tasks they say nothing (the bench
+	// measures them on a Redis of its own), so they are not checked.
 	if res.SubmitS <= 0 || res.FinalizeS <= 0 {
 		t.Errorf("submit_s %v, finalize_s %v: want measured times", res.SubmitS, res.FinalizeS)
 	}
