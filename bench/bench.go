@@ -22,9 +22,12 @@
 //     Redis and MinIO, which it kills and restarts.
 //   - sentinel: limits on Redis behind Sentinel, failed over midway
 //     (sentinel.go); not part of `bench all`, it needs a Sentinel set.
+//   - scale: does a 100,000-task run stay light? Submit time, Redis bytes
+//     per queued and per finished task, and the fan-in's time, peak RSS
+//     and largest report page (scale.go); not part of `bench all`.
 //
 // Each scenario flushes a Redis database of its own (Config.RedisDB plus
-// 0, 1, 2; chaos: its own server), writes to a bucket of its own (a new one
+// 0, 1, 2, scale 3; chaos: its own server), writes to a bucket of its own (a new one
 // per run), and stops every process it started however it ends.
 package bench
 
@@ -85,8 +88,9 @@ type Config struct {
 	// RedisURL is the Redis to run against (LIKENESS_REDIS_URL). Its
 	// database number is replaced by the scenario's.
 	RedisURL string
-	// RedisDB is the first of the three databases the scenarios flush and
-	// use: limits RedisDB, makespan RedisDB+1, overhead RedisDB+2.
+	// RedisDB is the first of the databases the scenarios flush and use:
+	// limits RedisDB, makespan RedisDB+1, overhead RedisDB+2, scale
+	// RedisDB+3.
 	// Default 10; it must leave room below 16 (Redis's default count)
 	// unless the server has more.
 	RedisDB int
@@ -97,7 +101,7 @@ type Config struct {
 	// worker.
 	Workers int
 	// Tasks overrides the scenario's number of tasks (limits 1,200,
-	// makespan 2,000, overhead 20,000, chaos 1,000). It is rounded up to
+	// makespan 2,000, overhead 20,000, chaos 1,000, scale 100,000). It is rounded up to
 	// what the spec's fan-out can express.
 	Tasks int
 	// Env is the environment the subprocesses start from; provider keys
@@ -212,6 +216,8 @@ func Run(ctx context.Context, cfg Config, scenario string) (Result, error) {
 		run, db = runOverhead, cfg.RedisDB+2
 	case ScenarioSentinel:
 		run = runSentinel
+	case ScenarioScale:
+		run, db = runScale, cfg.RedisDB+3
 	default:
 		return nil, fmt.Errorf("%w: unknown scenario %q (want %s)", ErrConfig, scenario, strings.Join(Scenarios(), ", "))
 	}

@@ -28,10 +28,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	_ "golang.org/x/image/webp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/spec"
@@ -77,6 +79,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Enqueuers is how many tasks Submit enqueues at once. Default 16:
+	// enough to keep a Redis on the same network busy (a 100,000-task
+	// submit takes seconds), few enough to leave it free for the workers.
+	Enqueuers int
 }
 
 // Producer submits runs.
@@ -98,6 +104,9 @@ func New(cfg Config) (*Producer, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Enqueuers <= 0 {
+		cfg.Enqueuers = 16
 	}
 	return &Producer{cfg: cfg}, nil
 }
@@ -169,14 +178,10 @@ func (p *Producer) Submit(ctx context.Context, s *spec.Spec) (sub *Submission, e
 	if _, err := p.cfg.Store.PutIfAbsent(ctx, store.SpecKey(runID), s.Raw, "application/yaml"); err != nil {
 		return nil, fmt.Errorf("store spec: %w", err)
 	}
-	for _, t := range interleave(tasks) {
-		ok, err := p.enqueue(ctx, payloadOf(s, runID, t, refKeys, edits, now))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			sub.Enqueued++
-		}
+	if sub.Enqueued, err = p.enqueueAll(ctx, interleave(tasks), func(t spec.Task) task.Generate {
+		return payloadOf(s, runID, t, refKeys, edits, now)
+	}); err != nil {
+		return nil, err
 	}
 	if err := p.cfg.Runs.MarkEnqueued(ctx, runID); err != nil {
 		return nil, err
@@ -195,6 +200,46 @@ func payloadOf(s *spec.Spec, runID string, t spec.Task, refKeys map[string]strin
 		Tags: s.Tags.NumberOfTags, EnqueuedAt: now,
 	}
 }
+
+// enqueueAll enqueues every task in order and returns how many the queue
+// did not hold yet. One enqueue is one Redis round trip (asynq's enqueue
+// script), so a run of 100,000 tasks enqueued one after the other spends
+// most of its submit waiting on the network: a run of more than
+// sequentialEnqueue tasks is enqueued p.cfg.Enqueuers at a time, which
+// keeps the interleaved order up to a window of Enqueuers tasks. A smaller
+// run takes milliseconds either way and is enqueued one task after the
+// other, in exact order. On an error the tasks in flight finish and the
+// first error is returned; the run stays not-enqueued, and submitting
+// again finishes the job.
+func (p *Producer) enqueueAll(ctx context.Context, tasks []spec.Task, payload func(spec.Task) task.Generate) (int, error) {
+	limit := p.cfg.Enqueuers
+	if len(tasks) <= sequentialEnqueue {
+		limit = 1
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	var enqueued atomic.Int64
+	for _, t := range tasks {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			ok, err := p.enqueue(gctx, payload(t))
+			if ok {
+				enqueued.Add(1)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return int(enqueued.Load()), err
+}
+
+// sequentialEnqueue is the largest run enqueued one task at a time.
+const sequentialEnqueue = 256
 
 // enqueue puts one task in its provider's queue. It returns false when the
 // queue already holds the task (its TaskID is taken).

@@ -21,6 +21,9 @@
 #   scripts/bench.sh sentinel [likeness bench flags]
 #       limits against a Redis Sentinel set (master, replica, three
 #       sentinels, started here too), failed over midway
+#   scripts/bench.sh scale [likeness bench flags]
+#       a 100,000-task run: submit time, Redis bytes per queued and
+#       finished task, and the fan-in's time, peak RSS and largest page
 #
 # Progress goes to stderr; each scenario prints one JSON line on stdout.
 # The exit status is likeness bench's (0: targets met, 1: a target missed,
@@ -36,14 +39,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 
 usage() {
-	printf 'usage: %s limits|makespan|overhead|chaos|sentinel|all [likeness bench flags]\n' "${0##*/}" >&2
+	printf 'usage: %s limits|makespan|overhead|chaos|sentinel|scale|all [likeness bench flags]\n' "${0##*/}" >&2
 	exit 2
 }
 (($#)) || usage
 scenario=$1
 shift
 case $scenario in
-limits | makespan | overhead | chaos | sentinel) scenarios=("$scenario") ;;
+limits | makespan | overhead | chaos | sentinel | scale) scenarios=("$scenario") ;;
 all) scenarios=(limits makespan overhead) ;;
 -h | --help) usage ;;
 *)

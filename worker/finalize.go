@@ -1,16 +1,21 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/likeness-run/likeness/pkg/artifact"
 	"github.com/likeness-run/likeness/pkg/manifest"
@@ -19,12 +24,17 @@ import (
 	"github.com/likeness-run/likeness/pkg/task"
 )
 
-// finalizeReaders bounds concurrent record reads during the fan-in.
-const finalizeReaders = 16
+// finalizeReaders bounds concurrent record reads during the fan-in: one
+// small GET each, so the fan-in of a big run waits on the store unless
+// many are in flight (on a 2-core MinIO: 2,600 reads/s at 16, 3,100 at 32).
+const finalizeReaders = 32
 
 // handleFinalize is the fan-in: it gathers every task record of the run and
 // writes manifest.jsonl, run.json and the HTML report. It is idempotent: a
-// second execution rewrites the same files from the same records.
+// second execution rewrites the same files from the same records. Its
+// memory does not grow with the run: records are spooled to a local
+// temporary file (manifest.Spool), the manifest is streamed to the store
+// and the artifacts are made a character at a time.
 func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	var p task.Finalize
 	if err := task.Decode(t.Type(), t.Payload(), &p); err != nil {
@@ -78,17 +88,41 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		// or the original recovered late): it is written and announced.
 		return nil
 	}
-	records, unreadable, err := w.loadRecords(ctx, p.RunID)
+	// The records go to a spool on local disk, not to memory: a run of
+	// 100,000 tasks has 100 MB of them. The spool orders and deduplicates
+	// them; the manifest, the summary and then the artifacts (a character
+	// at a time) are read back from it.
+	sp, err := manifest.NewSpool("")
+	if err != nil {
+		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
+	}
+	defer sp.Close()
+	began := time.Now()
+	unreadable, err := w.spoolRecords(ctx, p.RunID, sp)
 	if err != nil {
 		return err
 	}
-	records = manifest.Dedupe(records)
+	if d := sp.Dropped(); d > 0 {
+		w.log.WarnContext(ctx, "second records of a task left out of the manifest", "run_id", p.RunID, "records", d)
+	}
 	meta := manifest.RunMeta{
 		Run: st.ID, Name: st.Name, SpecKey: st.SpecKey, Total: st.Total,
 		BudgetUSD: st.BudgetUSD, CreatedAt: st.CreatedAt, FinishedAt: w.cfg.Now(),
 		TraceID: traceIDOf(st.TraceParent),
 	}
-	sum := manifest.Summarize(meta, records)
+	z := manifest.NewSummarizer(meta)
+	read := time.Now()
+	err = w.putStream(ctx, store.ManifestKey(p.RunID), "application/x-ndjson", func(out io.Writer) error {
+		return sp.Lines(func(line []byte, r manifest.Record) error {
+			z.Add(r)
+			_, err := out.Write(line)
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store manifest: %w", err)
+	}
+	sum := z.Summary()
 	for i := range sum.Models {
 		if m, ok := w.cfg.Registry.Lookup(sum.Models[i].ModelRef); ok {
 			sum.Models[i].Returns = m.Returns()
@@ -98,14 +132,6 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	for _, key := range unreadable {
 		w.log.ErrorContext(ctx, "record unreadable: left out of the manifest, listed in run.json", "run_id", p.RunID, "key", key)
 	}
-
-	var jsonl bytes.Buffer
-	if err := manifest.WriteJSONL(&jsonl, records); err != nil {
-		return err
-	}
-	if err := w.cfg.Store.Put(ctx, store.ManifestKey(p.RunID), jsonl.Bytes(), "application/x-ndjson"); err != nil {
-		return fmt.Errorf("store manifest: %w", err)
-	}
 	sumJSON, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode summary: %w", err)
@@ -113,16 +139,18 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	if err := w.cfg.Store.Put(ctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
 		return fmt.Errorf("store summary: %w", err)
 	}
+	written := time.Now()
 	// Thumbnails, character sheets and the report pages: package artifact.
-	if err := artifact.Write(ctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, records); err != nil {
+	if err := artifact.WriteFrom(ctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, sp.Models(), sp.Characters()); err != nil {
 		return fmt.Errorf("run artifacts: %w", err)
 	}
 	n, err := w.cfg.Runs.MarkFinalized(ctx, p.RunID)
 	if err != nil {
 		return err
 	}
-	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", len(records),
-		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n)
+	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(),
+		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
+		"read_s", read.Sub(began).Seconds(), "manifest_s", written.Sub(read).Seconds(), "artifacts_s", time.Since(written).Seconds())
 	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
 		// The fan-in is done; running it again for the webhook would count
 		// a second finalization; this finalization goes unannounced.
@@ -131,54 +159,107 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	return nil
 }
 
-// loadRecords reads every task record of a run, a bounded number at a
-// time. A record that cannot be read because the store failed fails the
-// load (the finalize is retried); one that was read but does not decode is
-// returned by key as unreadable, for run.json to report.
-func (w *Worker) loadRecords(ctx context.Context, run string) ([]manifest.Record, []string, error) {
-	infos, err := w.cfg.Store.List(ctx, store.RecordsPrefix(run))
-	if err != nil {
-		return nil, nil, fmt.Errorf("list records: %w", err)
-	}
-	bad := make([]bool, len(infos))
-	records := make([]manifest.Record, len(infos))
-	errs := make([]error, len(infos))
-	sem := make(chan struct{}, finalizeReaders)
-	var wg sync.WaitGroup
-	for i, info := range infos {
+// spoolRecords reads every task record of a run into sp, finalizeReaders
+// at a time, walking the store's listing a page at a time. A record that
+// cannot be read because the store failed fails the load (the finalize is
+// retried); one that was read but does not decode is returned by key as
+// unreadable, for run.json to report.
+func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spool) ([]string, error) {
+	var (
+		mu         sync.Mutex
+		unreadable []string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(finalizeReaders)
+	err := w.walk(gctx, store.RecordsPrefix(run), func(info store.Info) error {
 		if !strings.HasSuffix(info.Key, ".json") {
-			continue
+			return nil
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			raw, err := w.cfg.Store.Get(ctx, info.Key)
+		g.Go(func() error {
+			raw, err := w.cfg.Store.Get(gctx, info.Key)
 			if err != nil {
-				errs[i] = fmt.Errorf("read record %s: %w", info.Key, err)
-				return
+				return fmt.Errorf("read record %s: %w", info.Key, err)
 			}
-			if err := json.Unmarshal(raw, &records[i]); err != nil || records[i].Task == "" {
-				bad[i] = true
+			err = sp.Add(raw)
+			if errors.Is(err, manifest.ErrUnreadable) {
+				mu.Lock()
+				unreadable = append(unreadable, info.Key)
+				mu.Unlock()
+				return nil
 			}
-		}()
+			return err
+		})
+		return gctx.Err()
+	})
+	if werr := g.Wait(); werr != nil {
+		return nil, werr
 	}
-	wg.Wait()
-	out := records[:0]
-	var unreadable []string
-	for i := range records {
-		if errs[i] != nil {
-			return nil, nil, errs[i]
-		}
-		switch {
-		case bad[i]:
-			unreadable = append(unreadable, infos[i].Key)
-		case records[i].Task != "":
-			out = append(out, records[i])
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	slices.Sort(unreadable)
+	return unreadable, nil
+}
+
+// walker is a store that lists a page at a time (store.S3, store.Dir).
+type walker interface {
+	Walk(ctx context.Context, prefix string, fn func(store.Info) error) error
+}
+
+// walk calls fn with every object under prefix, a listing page at a time
+// when the store can.
+func (w *Worker) walk(ctx context.Context, prefix string, fn func(store.Info) error) error {
+	if wk, ok := w.cfg.Store.(walker); ok {
+		return wk.Walk(ctx, prefix, fn)
+	}
+	infos, err := w.cfg.Store.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := fn(info); err != nil {
+			return err
 		}
 	}
-	return out, unreadable, nil
+	return nil
+}
+
+// streamPutter is a store that uploads a stream of unknown length with
+// bounded memory (store.S3, store.Dir).
+type streamPutter interface {
+	PutStream(ctx context.Context, key string, r io.Reader, contentType string) error
+}
+
+// putStream stores what write writes under key: streamed when the store
+// can, else buffered and put whole. An error from write is returned (and
+// nothing is stored); so is the store's.
+func (w *Worker) putStream(ctx context.Context, key, contentType string, write func(io.Writer) error) error {
+	sp, ok := w.cfg.Store.(streamPutter)
+	if !ok {
+		var buf bytes.Buffer
+		if err := write(&buf); err != nil {
+			return err
+		}
+		return w.cfg.Store.Put(ctx, key, buf.Bytes(), contentType)
+	}
+	pr, pw := io.Pipe()
+	werr := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err) // nil: the reader sees EOF
+		werr <- err
+	}()
+	err := sp.PutStream(ctx, key, pr, contentType)
+	// A store that stopped reading early unblocks the writer.
+	pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+	if e := <-werr; e != nil && !errors.Is(e, io.ErrClosedPipe) {
+		return e
+	}
+	return err
 }
 
 // traceIDOf returns the trace id of a W3C traceparent ("00-<trace>-<span>-<flags>").

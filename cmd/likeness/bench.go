@@ -64,9 +64,20 @@ Scenarios (docs/benchmarks.md has the measured numbers):
             limits fields (target achieved_ratio >= 0.95, over_limit_windows
             0), failover_s, tasks and succeeded (target: all). Not part of
             scripts/bench.sh all.
+  scale     100,000 tasks (50 characters × 100 prompts × 4 simulated
+            models × 5 variants) submitted through the producer; the bench
+            itself finishes every task (a 64 px output and the record
+            stored, the task counted through run state as a worker does; no
+            provider is called), then a likeness worker process runs the
+            fan-in. JSON: submit_s (target <= 8), redis_bytes_per_queued_task
+            (<= 1000) and redis_bytes_per_finished_task (<= 200) from Redis
+            used_memory, finalize_s (<= 30), finalize_peak_rss_mb (the
+            worker's ru_maxrss; <= 300), largest_report_page_kb (<= 2048).
+            Not part of scripts/bench.sh all.
 
-Each scenario flushes Redis database --redis-db (limits), +1 (makespan) or
-+2 (overhead) and writes to a new bucket named after LIKENESS_S3_BUCKET.
+Each scenario flushes Redis database --redis-db (limits), +1 (makespan),
++2 (overhead) or +3 (scale) and writes to a new bucket named after
+LIKENESS_S3_BUCKET.
 
 Exit status: 0 when the scenario met its targets, 1 when it ran but missed
 one (the JSON line is printed either way), 2 for bad input or missing
@@ -75,7 +86,7 @@ configuration, 3 when Redis or the object store do not answer.`,
   LIKENESS_REDIS_URL=redis://127.0.0.1:6379 LIKENESS_S3_ENDPOINT=127.0.0.1:9000 \
   LIKENESS_S3_ACCESS_KEY=... LIKENESS_S3_SECRET_KEY=... likeness bench makespan`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: append(bench.Scenarios(), bench.ScenarioSentinel),
+		ValidArgs: append(bench.Scenarios(), bench.ScenarioSentinel, bench.ScenarioScale),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			exe, err := os.Executable()
 			if err != nil {
@@ -145,8 +156,8 @@ configuration, 3 when Redis or the object store do not answer.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Workers, "workers", 0, "worker processes (limits, makespan: default 4; chaos: 3)")
-	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000, chaos 1000)")
-	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the three Redis databases the scenarios flush and use")
+	f.IntVar(&cfg.Tasks, "tasks", 0, "tasks (default: limits 1200, makespan 2000, overhead 20000, chaos 1000, scale 100000)")
+	f.IntVar(&cfg.RedisDB, "redis-db", 10, "first of the Redis databases the scenarios flush and use (limits +0, makespan +1, overhead +2, scale +3)")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the scenario's files (spec, limits, process logs) under this directory")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process to this file (go tool pprof FILE); the overhead scenario's pipeline runs in it")
 	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "chaos: the redis-server executable it starts, kills and restarts")

@@ -6,8 +6,10 @@
 // with the summary and the records. Write is idempotent and cheap to repeat:
 // thumbnails are named after the sha256 of the image they show, so a second
 // fan-in finds them stored and makes none; sheets and report pages are
-// rewritten from the same records to the same bytes. Every key is below
-// runs/<run>/:
+// rewritten from the same records to the same bytes. An output no larger
+// than a thumbnail (see OwnThumbnail) is shown as it is. WriteFrom does
+// all of it a character at a time, for a fan-in that streams its records.
+// Every key is below runs/<run>/:
 //
 //	thumbs/<character>/<model>/<prompt>/<variant>-<sha12>.jpg   output thumbnails
 //	thumbs/refs/<sha12>.jpg                                     reference and inpainting thumbnails
@@ -20,8 +22,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/spec"
@@ -49,6 +55,10 @@ type Config struct {
 	// spec stored at the summary's SpecKey (variant 0 when it has none).
 	Sheets *spec.Sheets
 }
+
+// charactersAhead is how many characters' thumbnails and sheets WriteFrom
+// makes at once, ahead of the report pages.
+const charactersAhead = 1
 
 func (c Config) withDefaults() Config {
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -81,8 +91,39 @@ func ThumbKey(run, key, sha256hex string) string {
 // Write makes the thumbnails, the character sheets and the report of the
 // run s summarizes. Images that cannot be read or decoded are logged and
 // shown without a thumbnail (and marked on the sheets); a store that
-// cannot be written is an error, so the fan-in is retried.
+// cannot be written is an error, so the fan-in is retried. Records are
+// deduplicated and sorted first (see manifest.Dedupe and Sort); a fan-in
+// that does not hold its records calls WriteFrom.
 func Write(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record) error {
+	records = manifest.Dedupe(records)
+	manifest.Sort(records)
+	seen := map[string]bool{}
+	for _, r := range records {
+		seen[r.Model] = true
+	}
+	return WriteFrom(ctx, cfg, s, slices.Collect(maps.Keys(seen)), func(yield func([]manifest.Record, error) bool) {
+		// Records are sorted by character first: one contiguous run each.
+		for i := 0; i < len(records); {
+			j := i
+			for j < len(records) && records[j].Character == records[i].Character {
+				j++
+			}
+			if !yield(records[i:j], nil) {
+				return
+			}
+			i = j
+		}
+	})
+}
+
+// WriteFrom is Write for a fan-in that streams its records: characters
+// yields every character's records, deduplicated and sorted (see
+// manifest.Sort), one character at a time in sorted order
+// (manifest.Spool.Characters does), and each character's thumbnails, sheet
+// and report pages are made before the next character's records are read.
+// models are the models that have records. An error from characters stops
+// the writing and is returned.
+func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []string, characters iter.Seq2[[]manifest.Record, error]) error {
 	if cfg.Store == nil {
 		return errors.New("artifact: Config.Store is required")
 	}
@@ -90,22 +131,76 @@ func Write(ctx context.Context, cfg Config, s manifest.Summary, records []manife
 		return errors.New("artifact: summary has no run id")
 	}
 	cfg = cfg.withDefaults()
-	records = manifest.Dedupe(records)
-	manifest.Sort(records)
-
-	thumbs, err := makeThumbs(ctx, cfg, s.Run, records)
-	if err != nil {
-		return err
-	}
-	sheets, err := makeSheets(ctx, cfg, s, records, thumbs)
-	if err != nil {
-		return err
-	}
-	opts := manifest.ReportOptions{Thumbs: thumbs, Sheets: sheets}
-	err = manifest.RenderReport(s, records, opts, func(key string, html []byte) error {
+	opt := sheetsOf(ctx, cfg, s)
+	cols := manifest.ReportColumns(s, models)
+	rw, err := manifest.NewReportWriter(s, models, manifest.ReportOptions{}, func(key string, html []byte) error {
 		return cfg.Store.Put(ctx, key, html, "text/html; charset=utf-8")
 	})
 	if err != nil {
+		return fmt.Errorf("report of run %s: %w", s.Run, err)
+	}
+	th := newThumbMaker(cfg, s.Run)
+	// The next character's thumbnails and sheet (reads from the store,
+	// drawing, PNG encoding) are made while this one's pages render,
+	// charactersAhead ahead, their pages added in order. Sheets are drawn
+	// one at a time: one of 220 prompts is a 16,000-pixel-tall image.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // stops what is still being made for a report that failed
+		wg.Wait()
+	}()
+	type prepared struct {
+		records []manifest.Record
+		thumbs  map[string]string
+		sheet   string
+		err     error
+	}
+	var drawing sync.Mutex
+	queue := make(chan chan prepared, charactersAhead)
+	wg.Go(func() {
+		defer close(queue)
+		for records, err := range characters {
+			done := make(chan prepared, 1)
+			select {
+			case queue <- done:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				done <- prepared{err: fmt.Errorf("records of run %s: %w", s.Run, err)}
+				return
+			}
+			wg.Go(func() {
+				p := prepared{records: records}
+				if len(records) > 0 {
+					p.thumbs, p.err = th.make(ctx, records)
+					if p.err == nil {
+						drawing.Lock()
+						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs)
+						drawing.Unlock()
+					}
+				}
+				done <- p
+			})
+		}
+	})
+	for done := range queue {
+		p := <-done
+		if p.err != nil {
+			return p.err
+		}
+		if len(p.records) == 0 {
+			continue
+		}
+		if err := rw.AddCharacter(p.records, p.thumbs, p.sheet); err != nil {
+			return fmt.Errorf("report of run %s: %w", s.Run, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rw.Close(); err != nil {
 		return fmt.Errorf("report of run %s: %w", s.Run, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -77,6 +78,13 @@ type run struct {
 
 func storeRun(t *testing.T, st *store.Dir, specYAML string) run {
 	t.Helper()
+	return storeRunSized(t, st, specYAML, 320, 240, "")
+}
+
+// storeRunSized is storeRun with outputs of w×h, recorded with content type
+// ctype.
+func storeRunSized(t *testing.T, st *store.Dir, specYAML string, w, h int, ctype string) run {
+	t.Helper()
 	ctx := context.Background()
 	r := run{id: "art-1", colour: map[string]color.RGBA{}}
 	if err := st.Put(ctx, store.SpecKey(r.id), []byte(specYAML), "application/yaml"); err != nil {
@@ -107,9 +115,9 @@ func storeRun(t *testing.T, st *store.Dir, specYAML string) run {
 						continue // no record
 					default:
 						col := color.RGBA{uint8(n * 9), uint8(255 - n*5), uint8(n * 3 % 256), 255}
-						data := pngOf(t, 320, 240, col)
+						data := pngOf(t, w, h, col)
 						rec.OutputKey = store.OutputKey(r.id, c, m, p, v, "png")
-						rec.SHA256, rec.Width, rec.Height, rec.Bytes = hexSHA(data), 320, 240, int64(len(data))
+						rec.SHA256, rec.Width, rec.Height, rec.Bytes, rec.ContentType = hexSHA(data), w, h, int64(len(data)), ctype
 						if err := st.Put(ctx, rec.OutputKey, data, "image/png"); err != nil {
 							t.Fatal(err)
 						}
@@ -271,5 +279,124 @@ func TestWriteSheetsAllVariants(t *testing.T) {
 	}
 	for _, c := range []string{"mara", "theo"} {
 		checkSheet(t, decodeSheet(t, dir, artifact.SheetKey(r.id, c)), r, c, true)
+	}
+}
+
+// Outputs no larger than a thumbnail get none: the report and the sheets
+// show the outputs themselves. References still get theirs.
+func TestSmallOutputsAreTheirOwnThumbnails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := storeRunSized(t, dir, "version: 1\nname: art\n", 64, 64, "image/png")
+	if err := artifact.Write(ctx, artifact.Config{Store: dir}, r.sum, r.records); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	thumbs, err := dir.List(ctx, store.RunPrefix(r.id)+"thumbs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range thumbs {
+		if !strings.Contains(info.Key, "/thumbs/refs/") {
+			t.Errorf("thumbnail %s made of a 64 px output", info.Key)
+		}
+	}
+	if len(thumbs) != 2 {
+		t.Errorf("%d thumbnails; want the two references'", len(thumbs))
+	}
+	page, err := dir.Get(ctx, manifest.CharacterPageKey(r.id, "mara", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte(`src="../../../outputs/mara/kontext/anime/0.png"`)) {
+		t.Errorf("mara's page does not show the small outputs themselves")
+	}
+	if !bytes.Contains(page, []byte(`src="../../../thumbs/refs/`)) {
+		t.Errorf("mara's page does not show the reference's thumbnail")
+	}
+	for _, c := range []string{"mara", "theo"} {
+		checkSheet(t, decodeSheet(t, dir, artifact.SheetKey(r.id, c)), r, c, false)
+	}
+	// Without a known size or type an output is thumbnailed as before.
+	for _, rec := range []manifest.Record{
+		{Width: 64, Height: 64, ContentType: "image/png"},
+		{Width: 256, Height: 100, ContentType: "image/webp"},
+	} {
+		if !artifact.OwnThumbnail(rec) {
+			t.Errorf("OwnThumbnail(%dx%d %s) = false", rec.Width, rec.Height, rec.ContentType)
+		}
+	}
+	for _, rec := range []manifest.Record{
+		{Width: 257, Height: 64, ContentType: "image/png"},
+		{Width: 64, Height: 64},
+		{ContentType: "image/png"},
+		{Width: 64, Height: 64, ContentType: "image/tiff"},
+	} {
+		if artifact.OwnThumbnail(rec) {
+			t.Errorf("OwnThumbnail(%dx%d %q) = true", rec.Width, rec.Height, rec.ContentType)
+		}
+	}
+}
+
+// WriteFrom, fed a character at a time from a Spool, writes what Write
+// writes from the records in memory.
+func TestWriteFromSpoolMatchesWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := storeRun(t, a, "version: 1\nname: art\n")
+	rb := storeRun(t, b, "version: 1\nname: art\n")
+	if err := artifact.Write(ctx, artifact.Config{Store: a}, ra.sum, ra.records); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := manifest.NewSpool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	for i := len(rb.records) - 1; i >= 0; i-- { // any order
+		if err := sp.AddRecord(rb.records[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := artifact.WriteFrom(ctx, artifact.Config{Store: b}, rb.sum, sp.Models(), sp.Characters()); err != nil {
+		t.Fatalf("WriteFrom: %v", err)
+	}
+	wantKeys, _ := a.List(ctx, store.RunPrefix(ra.id))
+	gotKeys, _ := b.List(ctx, store.RunPrefix(rb.id))
+	if len(wantKeys) != len(gotKeys) {
+		t.Fatalf("WriteFrom stored %d objects, Write %d", len(gotKeys), len(wantKeys))
+	}
+	for i, want := range wantKeys {
+		if gotKeys[i].Key != want.Key {
+			t.Errorf("object %d: %s, Write stored %s", i, gotKeys[i].Key, want.Key)
+			continue
+		}
+		if strings.HasSuffix(want.Key, ".html") {
+			wa, _ := a.Get(ctx, want.Key)
+			ga, _ := b.Get(ctx, want.Key)
+			if !bytes.Equal(wa, ga) {
+				t.Errorf("report page %s differs", want.Key)
+			}
+		}
+	}
+
+	// A failing record source stops the writing with its error.
+	boom := fmt.Errorf("records went away")
+	err = artifact.WriteFrom(ctx, artifact.Config{Store: b}, rb.sum, sp.Models(), func(yield func([]manifest.Record, error) bool) {
+		yield(nil, boom)
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("WriteFrom with a failing source = %v; want its error", err)
 	}
 }

@@ -5,57 +5,28 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"maps"
-	"slices"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/sheet"
 	"github.com/likeness-run/likeness/pkg/spec"
 )
 
-// makeSheets draws and stores one sheet per character and returns their
-// keys by character.
-func makeSheets(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, thumbs map[string]string) (map[string]string, error) {
-	opt := sheetsOf(ctx, cfg, s)
-	models := modelOrder(s, records)
-	keys := make(map[string]string)
-	// Records are sorted by character: one contiguous run each.
-	for i := 0; i < len(records); {
-		j := i
-		for j < len(records) && records[j].Character == records[i].Character {
-			j++
-		}
-		sh := buildSheet(ctx, cfg.Store, s.Run, records[i:j], models, opt, thumbs)
-		var buf bytes.Buffer
-		if err := sheet.Encode(&buf, sh); err != nil {
-			return nil, err
-		}
-		key := SheetKey(s.Run, records[i].Character)
-		if err := cfg.Store.Put(ctx, key, buf.Bytes(), "image/png"); err != nil {
-			return nil, fmt.Errorf("store sheet %s: %w", key, err)
-		}
-		keys[records[i].Character] = key
-		i = j
+// makeSheet draws and stores the sheet of one character, whose sorted
+// records are given, and returns its key. models are the columns, in order.
+func makeSheet(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the prefetch should the sheet not be drawn
+	sh, cells := buildSheet(ctx, cfg.Store, s.Run, records, models, opt, thumbs)
+	prefetchCells(ctx, cfg.Store, cells, cfg.Workers)
+	var buf bytes.Buffer
+	if err := sheet.Encode(&buf, sh); err != nil {
+		return "", err
 	}
-	return keys, nil
-}
-
-// modelOrder is the summary's model order restricted to models with
-// records, then any other model in the records, sorted: the report's
-// column order.
-func modelOrder(s manifest.Summary, records []manifest.Record) []string {
-	seen := make(map[string]bool)
-	for _, r := range records {
-		seen[r.Model] = true
+	key := SheetKey(s.Run, records[0].Character)
+	if err := cfg.Store.Put(ctx, key, buf.Bytes(), "image/png"); err != nil {
+		return "", fmt.Errorf("store sheet %s: %w", key, err)
 	}
-	var out []string
-	for _, m := range s.Models {
-		if seen[m.Model] {
-			out = append(out, m.Model)
-			delete(seen, m.Model)
-		}
-	}
-	return append(out, slices.Sorted(maps.Keys(seen))...)
+	return key, nil
 }
 
 // imageGetter is the part of Blobs a sheet needs.
@@ -69,7 +40,10 @@ type imageGetter interface {
 // the output's thumbnail when thumbs has one (else the output), opened
 // only when the sheet is drawn; failed, skipped and missing tasks are
 // marked.
-func buildSheet(ctx context.Context, blobs imageGetter, run string, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) *sheet.Sheet {
+//
+// It also returns the cells that show an image, in the order Render opens
+// them, with the key each opens.
+func buildSheet(ctx context.Context, blobs imageGetter, run string, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) (*sheet.Sheet, []imageCell) {
 	character := records[0].Character
 	sh := &sheet.Sheet{Title: character, Subtitle: "run " + run}
 	open := func(key string) func() (image.Image, error) {
@@ -128,6 +102,7 @@ func buildSheet(ctx context.Context, blobs imageGetter, run string, records []ma
 			sh.Columns = append(sh.Columns, fmt.Sprintf("%s v%d", m, v))
 		}
 	}
+	var cells []imageCell
 	for _, p := range prompts {
 		sh.Rows = append(sh.Rows, sheet.Row{Label: p, Text: texts[p]})
 		row := make([]sheet.Cell, len(cols))
@@ -142,6 +117,7 @@ func buildSheet(ctx context.Context, blobs imageGetter, run string, records []ma
 					key = t
 				}
 				row[i] = sheet.Cell{Open: open(key)}
+				cells = append(cells, imageCell{cell: &row[i], key: key})
 			case r.Status == manifest.Failed:
 				row[i] = sheet.Cell{Mark: sheet.MarkFailed, Label: label("failed", r.ErrorClass)}
 			case r.Status.Skipped():
@@ -156,7 +132,7 @@ func buildSheet(ctx context.Context, blobs imageGetter, run string, records []ma
 		}
 		sh.Cells = append(sh.Cells, row)
 	}
-	return sh
+	return sh, cells
 }
 
 func label(status, class string) string {
@@ -164,4 +140,71 @@ func label(status, class string) string {
 		return status
 	}
 	return status + " · " + class
+}
+
+// prefetchWindow is how many cell images a sheet reads ahead of drawing.
+const prefetchWindow = 64
+
+// imageCell is a sheet cell that shows the image stored at key.
+type imageCell struct {
+	cell *sheet.Cell
+	key  string
+}
+
+// prefetchCells reads the sheet's cell images ahead of Render, workers at
+// a time and at most prefetchWindow ahead: Render opens the cells one
+// after the other (row by row, the order of cells), and a sheet of 220
+// prompts and 4 models waiting on 880 reads in turn would spend most of
+// its time waiting on the store. Each cell's Open then takes its
+// prefetched image. Reads stop when ctx ends.
+func prefetchCells(ctx context.Context, blobs imageGetter, cells []imageCell, workers int) {
+	type fetched struct {
+		img image.Image
+		err error
+	}
+	if len(cells) == 0 {
+		return
+	}
+	results := make([]chan fetched, len(cells))
+	for i := range results {
+		results[i] = make(chan fetched, 1)
+	}
+	window := make(chan struct{}, prefetchWindow)
+	for i, c := range cells {
+		c.cell.Open = func() (image.Image, error) {
+			select {
+			case f := <-results[i]:
+				<-window
+				return f.img, f.err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	go func() {
+		sem := make(chan struct{}, max(1, workers))
+		for i, c := range cells {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				img, err := decodeImage(ctx, blobs, c.key)
+				results[i] <- fetched{img, err}
+			}()
+		}
+	}()
+}
+
+// decodeImage reads and decodes the image stored at key.
+func decodeImage(ctx context.Context, blobs imageGetter, key string) (image.Image, error) {
+	data, err := blobs.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	return img, err
 }

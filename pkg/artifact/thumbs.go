@@ -34,12 +34,50 @@ const thumbQuality = 82
 // thumbJob is one image to thumbnail.
 type thumbJob struct {
 	key, sha string // sha may be empty: computed from the bytes
+	ref      bool   // a reference or inpainting image, shared by characters
 }
 
-// makeThumbs makes the missing thumbnails of the run's images and returns
+// thumbMaker makes a run's thumbnails a character at a time. References
+// and inpainting images are shared between characters, so their
+// thumbnails are remembered from one character to the next.
+type thumbMaker struct {
+	cfg Config
+	run string
+	mu  sync.Mutex // guards refs and storedRefs: characters are made concurrently
+	// refs maps a reference's key to its thumbnail's ("" when it has none).
+	refs map[string]string
+	// storedRefs is the listing of thumbs/refs/, read once.
+	storedRefs map[string]bool
+}
+
+func newThumbMaker(cfg Config, run string) *thumbMaker {
+	return &thumbMaker{cfg: cfg, run: run, refs: map[string]string{}}
+}
+
+// OwnThumbnail reports whether a record's output is its own thumbnail: its
+// record says it is at most ThumbPX on its longest side and in a format
+// browsers show (PNG, JPEG, WebP, GIF). A thumbnail of it would be no
+// smaller, so none is made; the report and the sheet show the output. (A
+// run of 100,000 small outputs would otherwise spend most of its fan-in
+// copying each image to a JPEG of the same size.)
+func OwnThumbnail(r manifest.Record) bool {
+	if r.Width <= 0 || r.Height <= 0 || max(r.Width, r.Height) > ThumbPX {
+		return false
+	}
+	switch r.ContentType {
+	case "image/png", "image/jpeg", "image/webp", "image/gif":
+		return true
+	}
+	return false
+}
+
+// make makes the missing thumbnails of one character's images and returns
 // every image key that has one, mapped to its thumbnail's key.
-func makeThumbs(ctx context.Context, cfg Config, run string, records []manifest.Record) (map[string]string, error) {
-	existing, err := cfg.Store.List(ctx, store.RunPrefix(run)+"thumbs/")
+func (m *thumbMaker) make(ctx context.Context, records []manifest.Record) (map[string]string, error) {
+	cfg, run := m.cfg, m.run
+	// Outputs' thumbnails sit under thumbs/<character>/ (see ThumbKey).
+	prefix := store.RunPrefix(run) + "thumbs/" + records[0].Character + "/"
+	existing, err := cfg.Store.List(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list thumbnails of run %s: %w", run, err)
 	}
@@ -51,7 +89,7 @@ func makeThumbs(ctx context.Context, cfg Config, run string, records []manifest.
 	thumbs := make(map[string]string)
 	var jobs []thumbJob
 	seen := make(map[string]bool)
-	add := func(key, sha string) {
+	addOutput := func(key, sha string) {
 		if key == "" || seen[key] {
 			return
 		}
@@ -64,12 +102,49 @@ func makeThumbs(ctx context.Context, cfg Config, run string, records []manifest.
 		}
 		jobs = append(jobs, thumbJob{key: key, sha: sha})
 	}
-	for _, r := range records {
-		if r.Status == manifest.Succeeded && r.OutputKey != "" {
-			add(r.OutputKey, r.SHA256)
+	addRef := func(key string) error {
+		if key == "" || seen[key] {
+			return nil
 		}
-		add(r.ReferenceKey, refSHA(r.ReferenceKey))
-		add(r.EditImageKey, refSHA(r.EditImageKey))
+		seen[key] = true
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if t, done := m.refs[key]; done {
+			if t != "" {
+				thumbs[key] = t
+			}
+			return nil
+		}
+		sha := refSHA(key)
+		if sha != "" {
+			if m.storedRefs == nil {
+				infos, err := cfg.Store.List(ctx, store.RunPrefix(run)+"thumbs/refs/")
+				if err != nil {
+					return fmt.Errorf("list thumbnails of run %s: %w", run, err)
+				}
+				m.storedRefs = make(map[string]bool, len(infos))
+				for _, info := range infos {
+					m.storedRefs[info.Key] = true
+				}
+			}
+			if t := ThumbKey(run, key, sha); m.storedRefs[t] {
+				thumbs[key], m.refs[key] = t, t
+				return nil
+			}
+		}
+		jobs = append(jobs, thumbJob{key: key, sha: sha, ref: true})
+		return nil
+	}
+	for _, r := range records {
+		if r.Status == manifest.Succeeded && r.OutputKey != "" && !OwnThumbnail(r) {
+			addOutput(r.OutputKey, r.SHA256)
+		}
+		if err := addRef(r.ReferenceKey); err != nil {
+			return nil, err
+		}
+		if err := addRef(r.EditImageKey); err != nil {
+			return nil, err
+		}
 	}
 
 	var mu sync.Mutex
@@ -78,12 +153,19 @@ func makeThumbs(ctx context.Context, cfg Config, run string, records []manifest.
 	for _, j := range jobs {
 		g.Go(func() error {
 			t, err := makeThumb(gctx, cfg, run, j)
-			if err != nil || t == "" {
+			if err != nil {
 				return err
 			}
+			if j.ref {
+				m.mu.Lock()
+				m.refs[j.key] = t
+				m.mu.Unlock()
+			}
 			mu.Lock()
-			thumbs[j.key] = t
-			mu.Unlock()
+			defer mu.Unlock()
+			if t != "" {
+				thumbs[j.key] = t
+			}
 			return nil
 		})
 	}
@@ -139,7 +221,8 @@ func makeThumb(ctx context.Context, cfg Config, run string, j thumbJob) (string,
 
 // Thumbnail decodes a PNG, JPEG, WebP or GIF image and returns it as a
 // JPEG at most ThumbPX pixels on its longest side, transparency flattened
-// onto white. Smaller images keep their size.
+// onto white. Smaller images keep their size. (The fan-in makes none for
+// outputs its records show to be small already; see OwnThumbnail.)
 func Thumbnail(data []byte) ([]byte, error) {
 	src, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {

@@ -7,8 +7,11 @@
 //
 // Records are written under runs/<run>/records/<task>.json; the fan-in reads
 // them all, so a redelivered task that rewrites its record never produces a
-// second manifest line. A fan-in that streams records instead of holding
-// them uses Writer and Summarizer, which keep only task ids and latencies.
+// second manifest line. The worker's fan-in does not hold them: it adds
+// them to a Spool (a temporary file of manifest lines; memory keeps the ids
+// that order and deduplicate them), reads the sorted manifest back from it
+// into the Summarizer, and renders the report a character at a time with a
+// ReportWriter.
 package manifest
 
 import "time"

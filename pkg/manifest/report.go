@@ -98,75 +98,143 @@ type PutFunc func(key string, html []byte) error
 // requests) and link everything by paths relative to their own key, so the
 // report works from the bucket, from a downloaded copy of runs/<run>/ and
 // refs/, and from the embedded mode's local directory opened with file://.
-// Records are deduplicated and sorted first; records is not modified.
+// Records are deduplicated and sorted first; records is not modified. A
+// fan-in that streams its records renders with a ReportWriter instead.
 func RenderReport(s Summary, records []Record, opts ReportOptions, put PutFunc) error {
-	if s.Run == "" {
-		return errors.New("render report: summary has no run id")
+	records = Dedupe(records)
+	Sort(records)
+	models := map[string]bool{}
+	for _, r := range records {
+		models[r.Model] = true
 	}
-	opts = opts.withDefaults()
-	tmpl, err := parseTemplates()
+	rw, err := NewReportWriter(s, slices.Collect(maps.Keys(models)), opts, put)
 	if err != nil {
 		return err
 	}
-	records = Dedupe(records)
-	Sort(records)
-	models := columns(s, records)
-
-	idx := indexView{S: s, Title: cmp.Or(s.Name, s.Run)}
-	indexDir := path.Dir(store.ReportKey(s.Run))
-	failureKey := map[string]string{} // task -> page key, for failures
 	// Records are sorted by character first: one contiguous run each.
 	for i := 0; i < len(records); {
 		j := i
 		for j < len(records) && records[j].Character == records[i].Character {
 			j++
 		}
-		c := newCharacter(s.Run, records[i:j], models, opts)
-		pages := c.paginate(opts)
-		row := characterRow{ID: c.ID, Counts: c.Counts}
-		if k := opts.Sheets[c.ID]; k != "" {
-			row.SheetHref = relURL(indexDir, k)
+		if err := rw.AddCharacter(records[i:j], opts.Thumbs, opts.Sheets[records[i].Character]); err != nil {
+			return err
 		}
-		if c.RefKey != "" {
-			row.RefHref, row.RefThumb = relURL(indexDir, c.RefKey), relURL(indexDir, thumbOf(opts, c.RefKey))
-		}
-		for n, pg := range pages {
-			key := CharacterPageKey(s.Run, c.ID, n+1)
-			row.Pages = append(row.Pages, link{N: n + 1, Href: relURL(indexDir, key)})
-			for _, p := range pg {
-				for _, r := range p.Rows {
-					for _, cell := range r.Cells {
-						for _, card := range cell {
+		i = j
+	}
+	return rw.Close()
+}
+
+// ReportWriter renders the report of RenderReport a character at a time,
+// for a fan-in that does not hold the run's records: AddCharacter renders
+// and stores a character's pages, Close the index. It keeps one row per
+// character and the index's failures (at most MaxFailures), not the
+// records.
+type ReportWriter struct {
+	s        Summary
+	opts     ReportOptions
+	put      PutFunc
+	tmpl     *template.Template
+	models   []string
+	idx      indexView
+	indexDir string
+	last     string
+	closed   bool
+}
+
+// NewReportWriter starts the report of the run s summarizes. models are the
+// models that have records (in any order; the grid's columns follow the
+// summary's order, then the rest sorted). opts's Thumbs and Sheets are not
+// used: AddCharacter is given each character's.
+func NewReportWriter(s Summary, models []string, opts ReportOptions, put PutFunc) (*ReportWriter, error) {
+	if s.Run == "" {
+		return nil, errors.New("render report: summary has no run id")
+	}
+	tmpl, err := parseTemplates()
+	if err != nil {
+		return nil, err
+	}
+	return &ReportWriter{
+		s: s, opts: opts.withDefaults(), put: put, tmpl: tmpl, models: columns(s, models),
+		idx: indexView{S: s, Title: cmp.Or(s.Name, s.Run)}, indexDir: path.Dir(store.ReportKey(s.Run)),
+	}, nil
+}
+
+// AddCharacter renders and stores the pages of one character: records are
+// all its records, deduplicated and sorted (see Sort); thumbs maps its
+// images' keys to their thumbnails' (as ReportOptions.Thumbs) and sheet is
+// the key of its sheet ("" for none). Characters must come in sorted
+// order, each once.
+func (w *ReportWriter) AddCharacter(records []Record, thumbs map[string]string, sheet string) error {
+	if len(records) == 0 {
+		return nil
+	}
+	id := records[0].Character
+	if w.closed || (w.last != "" && id <= w.last) {
+		return fmt.Errorf("render report: character %s out of order (after %s) or after Close", id, w.last)
+	}
+	w.last = id
+	opts := w.opts
+	opts.Thumbs, opts.Sheets = thumbs, nil
+	if sheet != "" {
+		opts.Sheets = map[string]string{id: sheet}
+	}
+	c := newCharacter(w.s.Run, records, w.models, opts)
+	pages := c.paginate(opts)
+	row := characterRow{ID: c.ID, Counts: c.Counts}
+	if sheet != "" {
+		row.SheetHref = relURL(w.indexDir, sheet)
+	}
+	if c.RefKey != "" {
+		row.RefHref, row.RefThumb = relURL(w.indexDir, c.RefKey), relURL(w.indexDir, thumbOf(opts, c.RefKey))
+	}
+	failureKey := map[string]string{} // task -> page key, for failures
+	for n, pg := range pages {
+		key := CharacterPageKey(w.s.Run, c.ID, n+1)
+		row.Pages = append(row.Pages, link{N: n + 1, Href: relURL(w.indexDir, key)})
+		for _, p := range pg {
+			for _, r := range p.Rows {
+				for _, cell := range r.Cells {
+					for _, card := range cell {
+						if card.R.Status != Succeeded {
 							failureKey[card.R.Task] = key
 						}
 					}
 				}
 			}
 		}
-		for n, pg := range pages {
-			key := CharacterPageKey(s.Run, c.ID, n+1)
-			if err := renderPage(tmpl, "character", key, c.view(s, n+1, len(pages), pg, models, opts), put); err != nil {
-				return err
-			}
-		}
-		idx.Characters = append(idx.Characters, row)
-		i = j
 	}
-
+	for n, pg := range pages {
+		key := CharacterPageKey(w.s.Run, c.ID, n+1)
+		if err := renderPage(w.tmpl, "character", key, c.view(w.s, n+1, len(pages), pg, w.models, opts), w.put); err != nil {
+			return err
+		}
+	}
+	w.idx.Characters = append(w.idx.Characters, row)
 	for _, r := range records {
 		if r.Status == Succeeded {
 			continue
 		}
-		if len(idx.Failures) == opts.MaxFailures {
-			idx.MoreFailures++
+		if len(w.idx.Failures) == w.opts.MaxFailures {
+			w.idx.MoreFailures++
 			continue
 		}
 		f := failureView{R: r, Err: truncate(r.Error, maxCardError)}
 		if key := failureKey[r.Task]; key != "" {
-			f.Href = relURL(indexDir, key) + "#" + promptAnchor(r.Prompt)
+			f.Href = relURL(w.indexDir, key) + "#" + promptAnchor(r.Prompt)
 		}
-		idx.Failures = append(idx.Failures, f)
+		w.idx.Failures = append(w.idx.Failures, f)
 	}
+	return nil
+}
+
+// Close renders and stores the index, last, as the report's entry.
+func (w *ReportWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	idx := w.idx
 	// The index lists CharactersPerIndexPage characters a page; the first
 	// page also holds the models, failures and unreadable records.
 	all := idx.Characters
@@ -174,13 +242,13 @@ func RenderReport(s Summary, records []Record, opts ReportOptions, put PutFunc) 
 	idx.Pages, idx.TotalCharacters = pages, len(all)
 	if pages > 1 {
 		for n := 1; n <= pages; n++ {
-			idx.Pager = append(idx.Pager, link{N: n, Href: relURL(indexDir, IndexPageKey(s.Run, n))})
+			idx.Pager = append(idx.Pager, link{N: n, Href: relURL(w.indexDir, IndexPageKey(w.s.Run, n))})
 		}
 	}
 	for n := pages; n >= 1; n-- { // the first page last, as the report's entry
 		idx.Page = n
 		idx.Characters = all[(n-1)*CharactersPerIndexPage : min(n*CharactersPerIndexPage, len(all))]
-		if err := renderPage(tmpl, "index", IndexPageKey(s.Run, n), idx, put); err != nil {
+		if err := renderPage(w.tmpl, "index", IndexPageKey(w.s.Run, n), idx, w.put); err != nil {
 			return err
 		}
 	}
@@ -230,11 +298,11 @@ func parseTemplates() (*template.Template, error) {
 
 // columns are the grid's models: the summary's order, then models only the
 // records know, sorted. A model without records gets no column; the models
-// table already says it has no tasks.
-func columns(s Summary, records []Record) []string {
-	seen := make(map[string]bool)
-	for _, r := range records {
-		seen[r.Model] = true
+// table already says it has no tasks. models are the models with records.
+func columns(s Summary, models []string) []string {
+	seen := make(map[string]bool, len(models))
+	for _, m := range models {
+		seen[m] = true
 	}
 	var out []string
 	placed := make(map[string]bool)
@@ -251,6 +319,11 @@ func columns(s Summary, records []Record) []string {
 	}
 	return out
 }
+
+// ReportColumns is the order of the report's model columns (and of the
+// character sheets'): the summary's models that have records, then any
+// other model in models, sorted. models are the models with records.
+func ReportColumns(s Summary, models []string) []string { return columns(s, models) }
 
 // thumbOf is the key to show for an image: its thumbnail, or itself.
 func thumbOf(opts ReportOptions, key string) string {

@@ -56,6 +56,7 @@ func Render(s *Sheet) (*image.RGBA, error) {
 		return nil, fmt.Errorf("render sheet %s: %w", s.Title, err)
 	}
 	l := s.Layout()
+	sc := scalers{}
 	img := image.NewRGBA(image.Rectangle{Max: l.Size})
 	fill(img, img.Bounds(), background())
 
@@ -69,7 +70,7 @@ func Render(s *Sheet) (*image.RGBA, error) {
 	fill(img, ref.Inset(-3), accent())
 	if s.Reference != nil {
 		fill(img, ref, cellBG())
-		fitImage(img, ref, s.Reference)
+		sc.fit(img, ref, s.Reference)
 	} else {
 		cross(img, ref, MarkMissing, "no reference", fs.regular)
 	}
@@ -104,7 +105,7 @@ func Render(s *Sheet) (*image.RGBA, error) {
 			}
 			if cell.Image != nil {
 				fill(img, r, cellBG())
-				fitImage(img, r, cell.Image)
+				sc.fit(img, r, cell.Image)
 				continue
 			}
 			m := cell.Mark
@@ -121,8 +122,13 @@ func fill(dst *image.RGBA, r image.Rectangle, c color.RGBA) {
 	draw.Draw(dst, r, image.NewUniform(c), image.Point{}, draw.Src)
 }
 
-// fitImage scales src into r, centred, keeping its aspect ratio.
-func fitImage(dst *image.RGBA, r image.Rectangle, src image.Image) {
+// scalers keeps one bilinear scaler per pair of sizes: a scaler holds a
+// scratch buffer, and cells of one sheet share a few sizes, so a sheet of
+// 880 cells allocates a few buffers instead of 880.
+type scalers map[[4]int]draw.Scaler
+
+// fit scales src into r, centred, keeping its aspect ratio.
+func (sc scalers) fit(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	sb := src.Bounds()
 	if sb.Empty() {
 		return
@@ -135,7 +141,13 @@ func fitImage(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	}
 	x := r.Min.X + (r.Dx()-w)/2
 	y := r.Min.Y + (r.Dy()-h)/2
-	draw.BiLinear.Scale(dst, image.Rect(x, y, x+w, y+h), src, sb, draw.Over, nil)
+	k := [4]int{w, h, sb.Dx(), sb.Dy()}
+	s, ok := sc[k]
+	if !ok {
+		s = draw.BiLinear.NewScaler(w, h, sb.Dx(), sb.Dy())
+		sc[k] = s
+	}
+	s.Scale(dst, image.Rect(x, y, x+w, y+h), src, sb, draw.Over, nil)
 }
 
 // cross draws a marked cell: its fill, a thick X from near corner to near

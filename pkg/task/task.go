@@ -2,8 +2,9 @@
 // the consumers (worker): task type names, queue names, payload structs and
 // the deterministic ids that make enqueueing idempotent.
 //
-// Payloads are small on purpose: ids, seeds, prompt text and object keys.
-// They never carry image bytes or secrets; a worker loads the reference from
+// Payloads are small on purpose: ids, seeds, prompt text and object keys,
+// in a compact JSON wire format (wire.go), since a large run keeps every
+// queued payload in Redis. They never carry image bytes or secrets; a worker loads the reference from
 // the store by key and reads provider keys from its own environment.
 package task
 
@@ -86,9 +87,9 @@ const GenerateMaxRetry = 10000
 // and the options every enqueuer uses: one per run and task (TaskID), on
 // its provider's queue, each attempt bounded by timeout.
 func NewGenerate(g Generate, headers map[string]string, timeout time.Duration) (*asynq.Task, []asynq.Option, error) {
-	b, err := json.Marshal(g)
+	b, err := EncodeGenerate(g)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode task %s: %w", g.TaskID, err)
+		return nil, nil, err
 	}
 	prov, _, _ := strings.Cut(g.ModelRef, ":")
 	return asynq.NewTaskWithHeaders(TypeGenerate, b, headers), []asynq.Option{
@@ -163,13 +164,21 @@ func (g Generate) ContentKey() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// DecodeGenerate decodes a Generate payload. JSON has one number type, so
-// whole-number params come back as int, as the spec parser produced them;
-// adapters and checks see the same values the producer validated.
+// DecodeGenerate decodes a Generate payload, in the compact wire format
+// NewGenerate writes or in the first format (Generate's own JSON) of tasks
+// enqueued before it. JSON has one number type, so whole-number params come
+// back as int, as the spec parser produced them; adapters and checks see
+// the same values the producer validated.
 func DecodeGenerate(data []byte) (Generate, error) {
 	var g Generate
-	if err := Decode(TypeGenerate, data, &g); err != nil {
-		return g, err
+	ok, err := decodeWire(data, &g)
+	if err != nil {
+		return Generate{}, fmt.Errorf("decode %s payload: %w", TypeGenerate, err)
+	}
+	if !ok {
+		if err := Decode(TypeGenerate, data, &g); err != nil {
+			return g, err
+		}
 	}
 	for k, v := range g.Params {
 		g.Params[k] = wholeToInt(v)
