@@ -87,7 +87,8 @@ type Config struct {
 	// Checks are the output checks. Default imagecheck.Default().
 	Checks []imagecheck.Check
 	// BackoffBase and BackoffCap shape the jittered exponential backoff of
-	// TRANSIENT failures. Defaults 2s and 2m.
+	// TRANSIENT failures. Defaults 1s and 2m: the first retry comes 0.5 to 1 s after
+	// the failure, the second 0.5 to 2 s, doubling up to the cap.
 	BackoffBase, BackoffCap time.Duration
 	// PollInterval is how often the worker looks for delayed and retried
 	// tasks that became due, and for new tasks when queues are empty.
@@ -159,7 +160,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxInlineWait = 3 * time.Second
 	}
 	if c.BackoffBase <= 0 {
-		c.BackoffBase = 2 * time.Second
+		c.BackoffBase = time.Second
 	}
 	if c.BackoffCap <= 0 {
 		c.BackoffCap = 2 * time.Minute
