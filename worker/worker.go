@@ -280,6 +280,7 @@ func (w *Worker) Handler() asynq.Handler {
 	}
 	mux.HandleFunc(task.TypeGenerate, w.handleGenerate)
 	mux.HandleFunc(task.TypeFinalize, w.handleFinalize)
+	mux.HandleFunc(task.TypeFold, w.handleFold)
 	mux.HandleFunc(task.TypeNotify, w.handleNotify)
 	return mux
 }
