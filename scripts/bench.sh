@@ -29,9 +29,17 @@
 # The exit status is likeness bench's (0: targets met, 1: a target missed,
 # 2: bad input, 3: infrastructure); for `all`, the worst of the three.
 #
+# The throwaway Redis and MinIO keep their data in RAM (/dev/shm) when the
+# machine has it: the benchmarks measure likeness, not how fast the VM's
+# disk syncs (MinIO writes each object's metadata with O_DSYNC, which on
+# this VM costs twice the CPU of the PUT itself; docs/benchmarks.md has the
+# figures on both). LIKENESS_BENCH_TMP=/tmp measures with them on disk.
+#
 # Environment:
-#   LIKENESS_CACHE  where MinIO is built (default $XDG_CACHE_HOME/likeness,
-#                   or ~/.cache/likeness)
+#   LIKENESS_CACHE      where MinIO is built (default $XDG_CACHE_HOME/likeness,
+#                       or ~/.cache/likeness)
+#   LIKENESS_BENCH_TMP  where the servers keep their data (default /dev/shm
+#                       when it is a writable directory, else $TMPDIR or /tmp)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,6 +92,14 @@ if [[ $scenario == chaos ]]; then
 	exit "$status"
 fi
 
+bench_tmp=${LIKENESS_BENCH_TMP:-}
+if [[ -z $bench_tmp && -d /dev/shm && -w /dev/shm ]]; then
+	bench_tmp=/dev/shm
+fi
+if [[ -n $bench_tmp ]]; then
+	export TMPDIR=$bench_tmp
+fi
+infra_log "redis and minio data under ${TMPDIR:-/tmp}"
 infra_up
 
 export LIKENESS_REDIS_URL=redis://$INFRA_REDIS_ADDR/0
