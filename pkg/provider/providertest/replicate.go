@@ -61,7 +61,8 @@ type replicatePred struct {
 	output    any
 	err       string
 	logs      string
-	removed   bool // inputs and outputs deleted (data retention)
+	removed   bool      // inputs and outputs deleted (data retention)
+	completed time.Time // when it ended, as Replicate's completed_at says
 }
 
 // replicateModel is what the fake knows of a model's input.
@@ -287,6 +288,8 @@ func (f *ReplicateFake) get(w http.ResponseWriter, r *http.Request) {
 		p.status = "processing"
 	case "processing":
 		if f.runTime == 0 || time.Since(p.created) >= f.runTime {
+			// It ended when its run time was up, not when it was polled.
+			p.completed = p.created.Add(f.runTime)
 			f.finish(p, replicateModels[p.model], false)
 		}
 	}
@@ -429,8 +432,12 @@ func (f *ReplicateFake) render(p *replicatePred) map[string]any {
 	}
 	switch p.status {
 	case "succeeded", "failed", "canceled":
-		out["completed_at"] = time.Now().UTC().Format(time.RFC3339Nano)
-		out["metrics"] = map[string]any{"predict_time": 0.01, "total_time": time.Since(p.created).Seconds()}
+		completed := p.completed
+		if completed.IsZero() || completed.Before(p.created) {
+			completed = time.Now()
+		}
+		out["completed_at"] = completed.UTC().Format(time.RFC3339Nano)
+		out["metrics"] = map[string]any{"predict_time": 0.01, "total_time": completed.Sub(p.created).Seconds()}
 	}
 	return out
 }

@@ -64,7 +64,7 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 	if err != nil {
 		return nil, err
 	}
-	return c.wait(ctx, p, text, false, 0)
+	return c.wait(ctx, p, text, false, pace{})
 }
 
 // wait polls p until it ends. For image models (text false) a present
@@ -76,10 +76,11 @@ func (c *Client) run(ctx context.Context, model string, input map[string]any, te
 // resume (Request.OnPending, Request.Resume) is left running, since
 // canceling it would throw away what was paid for; Cancel-After still
 // bounds it on Replicate's side.
-// expect is how long the model's predictions take (0: unknown): the first
-// poll comes then and later ones every quarter of it, within
-// [minPollInterval, PollInterval]; unknown, every PollInterval.
-func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool, expect time.Duration) (*prediction, error) {
+// expect is how long the model's predictions take (zero: unknown): the
+// first poll comes when one is usually done at the earliest, later ones
+// every half deviation within [minPollInterval, min(mean/4,
+// PollInterval)]; unknown, every PollInterval.
+func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool, expect pace) (*prediction, error) {
 	abandon := func(cause error) error {
 		if keep {
 			return &provider.Error{Class: provider.Transient, Provider: ProviderName, RequestID: p.ID,
@@ -89,9 +90,9 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool, expec
 	}
 	fails := 0
 	next, every := c.cfg.PollInterval, c.cfg.PollInterval
-	if expect > 0 {
-		next = min(max(expect, minPollInterval), 10*c.cfg.PollInterval)
-		every = min(max(expect/4, minPollInterval), c.cfg.PollInterval)
+	if expect.mean > 0 {
+		next = min(max(expect.mean-expect.dev, minPollInterval), 10*c.cfg.PollInterval)
+		every = max(min(expect.dev/2, expect.mean/4, c.cfg.PollInterval), minPollInterval)
 	}
 	var wait time.Duration
 	for {
@@ -129,16 +130,22 @@ func (c *Client) wait(ctx context.Context, p *prediction, text, keep bool, expec
 // minPollInterval is the shortest pause between polls.
 const minPollInterval = 100 * time.Millisecond
 
+// pace is what a client has seen of a model's prediction times: an
+// exponentially weighted mean (weight 1/8) and mean deviation (weight
+// 1/4), as TCP estimates round trips.
+type pace struct{ mean, dev time.Duration }
+
 // expected returns how long model's predictions take, as far as this
-// client has seen; 0 before it has seen one.
-func (c *Client) expected(model string) time.Duration {
+// client has seen; zero before it has seen one.
+func (c *Client) expected(model string) pace {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pace[model]
 }
 
 // observe folds a finished prediction's duration into what the client
-// expects of its model (an exponentially weighted mean, weight 1/5).
+// expects of its model. The duration is Replicate's own (created_at to
+// completed_at) when the prediction has both, else observed.
 func (c *Client) observe(model string, p *prediction, observed time.Duration) {
 	d := observed
 	if created, err := time.Parse(time.RFC3339Nano, p.CreatedAt); err == nil && p.CompletedAt != nil {
@@ -151,10 +158,15 @@ func (c *Client) observe(model string, p *prediction, observed time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.pace[model]; ok {
-		d = old + (d-old)/5
+	old, ok := c.pace[model]
+	if !ok {
+		c.pace[model] = pace{mean: d, dev: d / 4}
+		return
 	}
-	c.pace[model] = d
+	diff := d - old.mean
+	old.mean += diff / 8
+	old.dev += (diff.Abs() - old.dev) / 4
+	c.pace[model] = old
 }
 
 // settled reports whether p has ended, and how.

@@ -52,9 +52,12 @@
 // Sync mode usually avoids polling entirely. When Generate polls, it times
 // the polls by what the model's predictions have taken lately (every
 // PollInterval until it has seen one finish): the first when a prediction
-// should be done, then every quarter of that, within 100 ms and
-// PollInterval, so a prediction costs one or two polls whatever the model's
-// speed, and at most 60/PollInterval requests a minute. Lower PollInterval only for small
+// is usually done at the earliest (the mean less the mean deviation), then
+// every half deviation, within 100 ms and a quarter of the mean (at most
+// PollInterval). A steady model's prediction costs one or two polls, a
+// spread one a few more, and a finished prediction waits about a quarter
+// of its model's deviation to be seen, which matters while it holds one
+// of the fleet's concurrency slots. Lower PollInterval only for small
 // fleets; the registry's Concurrency default (100) assumes 2 s.
 //
 // # Inputs
@@ -197,7 +200,7 @@ type Client struct {
 	uploads map[string]*upload // by sha256 of the bytes
 	// pace is how long each image model's predictions have taken lately,
 	// for timing polls.
-	pace map[string]time.Duration
+	pace map[string]pace
 }
 
 // New returns a Client for cfg.
@@ -233,7 +236,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = provider.DefaultRegistry()
 	}
-	c := &Client{cfg: cfg, base: base, uploads: map[string]*upload{}, pace: map[string]time.Duration{}}
+	c := &Client{cfg: cfg, base: base, uploads: map[string]*upload{}, pace: map[string]pace{}}
 	if cfg.Wait > 0 {
 		c.prefer = fmt.Sprintf("wait=%d", ceilSeconds(cfg.Wait))
 	}

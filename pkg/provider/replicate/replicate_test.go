@@ -713,3 +713,34 @@ func TestPollErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPollsFollowTheModelsPace: once the client has seen a model's
+// predictions finish, it polls the next one when it should be done and
+// little after, not every PollInterval: a few polls a prediction, each
+// seen well before PollInterval has passed.
+func TestPollsFollowTheModelsPace(t *testing.T) {
+	t.Parallel()
+	const run, interval = 300 * time.Millisecond, time.Second
+	fake, c := setup(t, func(cfg *replicate.Config) { cfg.PollInterval = interval })
+	fake.RunTime(run)
+	for i := range 5 {
+		before := count(fake.Requests(), http.MethodGet, "/predictions/")
+		began := time.Now()
+		if _, err := c.Generate(ctxFor(t), request("black-forest-labs/flux-kontext-pro", nil)); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(began)
+		polls := count(fake.Requests(), http.MethodGet, "/predictions/") - before
+		if i == 0 {
+			continue // nothing seen yet: every PollInterval
+		}
+		// The fake needs two polls (starting, then processing) before it
+		// reports an output; a third or fourth when the first comes early.
+		if polls < 2 || polls > 4 {
+			t.Errorf("prediction %d: %d polls; want 2..4", i+1, polls)
+		}
+		if took >= interval {
+			t.Errorf("prediction %d seen after %s; want well under PollInterval %s", i+1, took.Round(time.Millisecond), interval)
+		}
+	}
+}
