@@ -19,8 +19,12 @@ import (
 	"golang.org/x/image/draw"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
+	"github.com/likeness-run/likeness/pkg/provider"
+	"github.com/likeness-run/likeness/pkg/provider/sim"
+	"github.com/likeness-run/likeness/pkg/runstate"
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
+	"github.com/likeness-run/likeness/worker"
 )
 
 // The scale scenario: does a big run stay light? A spec of 100,000 tasks
@@ -29,10 +33,14 @@ import (
 // the real producer on the real Redis and MinIO; then every task is
 // finished by the bench itself, taking it from the queue with an asynq
 // server and ending it the way a worker's settle does (the output and the
-// record stored in the bucket, the task marked settling and counted by the
-// same runstate calls), with no provider in between: a provider call would
-// only make the scenario slower without changing what it measures, which
-// is the weight of a run in Redis and the run's fan-in. The fan-in then runs
+// record stored in the bucket, the task marked settling and counted by
+// runstate's Finish, which also indexes the output in the cache and pushes
+// the record onto the run's fold list), with no provider in between: a
+// provider call would only make the scenario slower without changing what
+// it measures, which is the weight of a run in Redis and the run's fan-in.
+// The run:fold tasks Finish calls for are served meanwhile, on the control
+// queue, by an in-process worker's handler (worker.Handler, the real fold).
+// The fan-in then runs
 // in a separate `likeness worker` process, the real handler of the
 // run:finalize task, whose peak RSS the kernel reports when it exits.
 const (
@@ -160,18 +168,25 @@ func (e *env) finishAll(ctx context.Context, run string, n int) error {
 	for i := range scaleCharacters {
 		outputs[fmt.Sprintf("c%d", i)] = smallOutput(i)
 	}
+	q := asynq.NewClient(e.redisOpt)
+	defer q.Close()
 	h := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		p, err := task.DecodeGenerate(t.Payload())
 		if err != nil {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
-		return e.finishTask(ctx, p, outputs[p.Character])
+		return e.finishTask(ctx, q, p, outputs[p.Character])
 	})
 	m := newMeter(task.TypeGenerate, n)
 	srv := asynq.NewServer(e.redisOpt, asynq.Config{
 		Concurrency: scaleFinishers, Queues: map[string]int{task.QueueFor("sim"): 1},
 		TaskCheckInterval: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: asynq.WarnLevel,
 	})
+	folds, err := e.serveFolds()
+	if err != nil {
+		return err
+	}
+	defer folds.Shutdown()
 	start := time.Now()
 	if err := srv.Start(m.wrap(h)); err != nil {
 		return fmt.Errorf("%w: start asynq server: %v", ErrInfra, err)
@@ -184,6 +199,10 @@ func (e *env) finishAll(ctx context.Context, run string, n int) error {
 		case <-m.done:
 			srv.Shutdown()
 			e.progressf("finished %d tasks in %s", n, since(start))
+			if err := e.awaitFolds(ctx, run); err != nil {
+				return err
+			}
+			folds.Shutdown()
 			st, err := e.runs.Get(ctx, run)
 			if err != nil {
 				return err
@@ -201,8 +220,11 @@ func (e *env) finishAll(ctx context.Context, run string, n int) error {
 }
 
 // finishTask stores a task's output and record and counts it, in the order
-// and with the runstate calls of a worker's settle.
-func (e *env) finishTask(ctx context.Context, p task.Generate, output []byte) error {
+// and with the runstate calls of a worker's settle (MarkSettling, the
+// record, Finish with the record for the fold list and the output for the
+// cache index).
+// A record that completes a fold batch enqueues its run:fold task on q.
+func (e *env) finishTask(ctx context.Context, q *asynq.Client, p task.Generate, output []byte) error {
 	now := time.Now()
 	outKey := store.OutputKey(p.RunID, p.Character, p.Model, p.Prompt, p.Variant, "png")
 	if err := e.blobs.Put(ctx, outKey, output, "image/png"); err != nil {
@@ -232,8 +254,69 @@ func (e *env) finishTask(ctx context.Context, p task.Generate, output []byte) er
 	if err := e.blobs.Put(ctx, store.RecordKey(p.RunID, p.TaskID), raw, "application/json"); err != nil {
 		return err
 	}
-	_, err = e.runs.Complete(ctx, p.RunID, p.TaskID, rec.Status, false, 0)
-	return err
+	prog, err := e.runs.Finish(ctx, runstate.FinishRequest{
+		Run: p.RunID, Task: p.TaskID, Status: rec.Status, ContentKey: rec.ContentKey, Record: raw,
+	})
+	if err != nil {
+		return err
+	}
+	if prog.FoldBatch > 0 {
+		t, opts := task.NewFold(p.RunID, prog.FoldBatch)
+		if _, err := q.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("%w: enqueue fold: %v", ErrInfra, err)
+		}
+	}
+	return nil
+}
+
+// serveFolds serves the control queue's run:fold tasks while the bench
+// finishes tasks, with the handler of an in-process worker (the worker's
+// own fold). No run:finalize is queued meanwhile: the bench enqueues it
+// once the folds are done and this server is stopped.
+func (e *env) serveFolds() (*asynq.Server, error) {
+	gen, err := sim.New(sim.Config{Variants: 1})
+	if err != nil {
+		return nil, err
+	}
+	w, err := worker.New(worker.Config{
+		Redis: e.redisOpt, Store: e.blobs, Runs: e.runs,
+		Generators: map[string]provider.Generator{"sim": gen}, Logger: e.cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv := asynq.NewServer(e.redisOpt, asynq.Config{
+		Concurrency: 2, Queues: map[string]int{task.QueueControl: 1},
+		TaskCheckInterval: 100 * time.Millisecond, ShutdownTimeout: 30 * time.Second, LogLevel: asynq.WarnLevel,
+	})
+	if err := srv.Start(w.Handler()); err != nil {
+		return nil, fmt.Errorf("%w: start asynq server: %v", ErrInfra, err)
+	}
+	return srv, nil
+}
+
+// awaitFolds waits until the run's fold list holds less than a batch: the
+// last fold task has run.
+func (e *env) awaitFolds(ctx context.Context, run string) error {
+	start := time.Now()
+	for {
+		n, err := e.runs.FoldLen(ctx, run)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInfra, err)
+		}
+		if n < int64(e.runs.FoldSize()) {
+			e.progressf("records folded into parts (%d left on the fold list) %s after the last task", n, since(start))
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			return fmt.Errorf("run %s: %d records still on the fold list a minute after the last task", run, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // smallOutput is character i's reference scaled to scaleOutputPX, as PNG.

@@ -88,6 +88,13 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 		// or the original recovered late): it is written and announced.
 		return nil
 	}
+	return w.fanIn(ctx, st)
+}
+
+// fanIn writes the run's manifest, summary and artifacts from its records,
+// marks it finalized and queues its webhook.
+func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
+	p := task.Finalize{RunID: st.ID}
 	// The records go to a spool on local disk, not to memory: a run of
 	// 100,000 tasks has 100 MB of them. The spool orders and deduplicates
 	// them; the manifest, the summary and then the artifacts (a character
@@ -98,7 +105,7 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	}
 	defer sp.Close()
 	began := time.Now()
-	unreadable, err := w.spoolRecords(ctx, p.RunID, sp)
+	unreadable, recordsRead, err := w.spoolRecords(ctx, p.RunID, sp)
 	if err != nil {
 		return err
 	}
@@ -148,7 +155,11 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	if err != nil {
 		return err
 	}
-	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(),
+	// What the fold list still holds was read from the records.
+	if err := w.cfg.Runs.DropFold(ctx, p.RunID); err != nil {
+		w.log.WarnContext(ctx, "fold list not deleted; it expires with the run", "run_id", p.RunID, "err", err)
+	}
+	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(), "record_objects_read", recordsRead,
 		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
 		"read_s", read.Sub(began).Seconds(), "manifest_s", written.Sub(read).Seconds(), "artifacts_s", time.Since(written).Seconds())
 	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
@@ -159,21 +170,43 @@ func (w *Worker) finalize(ctx context.Context, p task.Finalize) error {
 	return nil
 }
 
-// spoolRecords reads every task record of a run into sp, finalizeReaders
-// at a time, walking the store's listing a page at a time. A record that
-// cannot be read because the store failed fails the load (the finalize is
-// retried); one that was read but does not decode is returned by key as
-// unreadable, for run.json to report.
-func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spool) ([]string, error) {
+// spoolRecords reads every task record of a run into sp, walking the
+// store's listings a page at a time, finalizeReaders reads at a time.
+//
+// The parts the run's folds wrote (parts/<seq>.jsonl, a batch of records
+// each) are read first; then the records are listed, and only those no
+// part holds are read, or those written since the part that holds them
+// (a task retried after its record was folded): a record is never older
+// than the part it is folded into, since its line is pushed for folding
+// after it is stored. Where a task has several records (a part written
+// twice, a record read beside its part), the spool keeps the one that
+// finished last.
+//
+// A record or part that cannot be read because the store failed fails the
+// load (the finalize is retried); a record that was read but does not
+// decode is returned by key as unreadable, for run.json to report. A line
+// of a part that does not decode is skipped: its task's record is read.
+// It also returns how many record objects it read.
+func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spool) ([]string, int, error) {
+	folded, err := w.spoolParts(ctx, run, sp)
+	if err != nil {
+		return nil, 0, err
+	}
 	var (
 		mu         sync.Mutex
 		unreadable []string
+		read       int
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(finalizeReaders)
-	err := w.walk(gctx, store.RecordsPrefix(run), func(info store.Info) error {
-		if !strings.HasSuffix(info.Key, ".json") {
+	prefix := store.RecordsPrefix(run)
+	err = w.walk(gctx, prefix, func(info store.Info) error {
+		id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, prefix), ".json")
+		if !ok {
 			return nil
+		}
+		if at, ok := folded[id]; ok && info.ModTime.Before(at) {
+			return nil // the part that holds it was written after it
 		}
 		g.Go(func() error {
 			raw, err := w.cfg.Store.Get(gctx, info.Key)
@@ -181,10 +214,11 @@ func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spoo
 				return fmt.Errorf("read record %s: %w", info.Key, err)
 			}
 			err = sp.Add(raw)
+			mu.Lock()
+			defer mu.Unlock()
+			read++
 			if errors.Is(err, manifest.ErrUnreadable) {
-				mu.Lock()
 				unreadable = append(unreadable, info.Key)
-				mu.Unlock()
 				return nil
 			}
 			return err
@@ -192,13 +226,68 @@ func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spoo
 		return gctx.Err()
 	})
 	if werr := g.Wait(); werr != nil {
+		return nil, 0, werr
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("list records: %w", err)
+	}
+	slices.Sort(unreadable)
+	return unreadable, read, nil
+}
+
+// foldedReaders bounds concurrent part reads: a part is about 1 MB.
+const foldedReaders = 4
+
+// spoolParts reads the run's parts into sp and returns, for each task a
+// part holds, when the latest part holding it was written.
+func (w *Worker) spoolParts(ctx context.Context, run string, sp *manifest.Spool) (map[string]time.Time, error) {
+	var (
+		mu     sync.Mutex
+		folded = map[string]time.Time{}
+		bad    int
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(foldedReaders)
+	err := w.walk(gctx, store.PartsPrefix(run), func(info store.Info) error {
+		if !strings.HasSuffix(info.Key, ".jsonl") {
+			return nil
+		}
+		g.Go(func() error {
+			raw, err := w.cfg.Store.Get(gctx, info.Key)
+			if err != nil {
+				return fmt.Errorf("read part %s: %w", info.Key, err)
+			}
+			for line := range bytes.Lines(raw) {
+				if len(bytes.TrimSpace(line)) == 0 {
+					continue
+				}
+				id, err := sp.AddTask(line)
+				mu.Lock()
+				switch {
+				case errors.Is(err, manifest.ErrUnreadable):
+					bad++
+				case err == nil && info.ModTime.After(folded[id]):
+					folded[id] = info.ModTime
+				}
+				mu.Unlock()
+				if err != nil && !errors.Is(err, manifest.ErrUnreadable) {
+					return err
+				}
+			}
+			return nil
+		})
+		return gctx.Err()
+	})
+	if werr := g.Wait(); werr != nil {
 		return nil, werr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
+		return nil, fmt.Errorf("list parts: %w", err)
 	}
-	slices.Sort(unreadable)
-	return unreadable, nil
+	if bad > 0 {
+		w.log.WarnContext(ctx, "lines of parts that do not decode: their records are read instead", "run_id", run, "lines", bad)
+	}
+	return folded, nil
 }
 
 // walker is a store that lists a page at a time (store.S3, store.Dir).

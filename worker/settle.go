@@ -131,10 +131,15 @@ func (w *Worker) writeAndFinish(ctx context.Context, rec *manifest.Record) error
 	if rec.TraceID == "" {
 		rec.TraceID = telemetry.TraceID(ctx)
 	}
-	if err := w.putJSON(ctx, store.RecordKey(rec.Run, rec.Task), rec); err != nil {
-		return err
+	key := store.RecordKey(rec.Run, rec.Task)
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	return w.finish(ctx, rec)
+	if err := w.cfg.Store.Put(ctx, key, raw, "application/json"); err != nil {
+		return fmt.Errorf("store %s: %w", key, err)
+	}
+	return w.finishStored(ctx, rec, raw)
 }
 
 // settleTag identifies a terminal record among those a task may have had
@@ -146,7 +151,18 @@ func settleTag(rec *manifest.Record) string { return fmt.Sprintf("%s/%d", rec.St
 // In the same round trip it drops the delivery's claim and indexes a
 // paid output in the cache.
 func (w *Worker) finish(ctx context.Context, rec *manifest.Record) error {
-	req := runstate.FinishRequest{Run: rec.Run, Task: rec.Task, Status: rec.Status, Cached: rec.Cached}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode record %s/%s: %w", rec.Run, rec.Task, err)
+	}
+	return w.finishStored(ctx, rec, raw)
+}
+
+// finishStored is finish for the record stored as raw: raw goes onto the
+// run's fold list, and a run:fold task is enqueued when it completes a
+// batch.
+func (w *Worker) finishStored(ctx context.Context, rec *manifest.Record, raw []byte) error {
+	req := runstate.FinishRequest{Run: rec.Run, Task: rec.Task, Status: rec.Status, Cached: rec.Cached, Record: raw}
 	d := deliveryOf(ctx)
 	if d != nil && d.run == rec.Run && d.task == rec.Task {
 		req.Holder = d.holder
@@ -167,6 +183,9 @@ func (w *Worker) finish(ctx context.Context, rec *manifest.Record) error {
 		if rec.CostUSD > 0 {
 			m.Cost(ctx, rec.Provider, rec.ModelRef, rec.CostUSD)
 		}
+	}
+	if prog.FoldBatch > 0 {
+		w.enqueueFold(ctx, rec.Run, prog.FoldBatch)
 	}
 	if prog.Complete() {
 		return w.enqueueFinalize(ctx, rec.Run)

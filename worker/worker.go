@@ -4,6 +4,9 @@
 // record, count the terminal state once) and runs the run:finalize fan-in
 // that writes the manifest, the run summary and the comparison report; with
 // a Webhook configured, a run:notify task then announces the finished run.
+// While a run goes, run:fold tasks fold its finished records into part
+// objects a thousand at a time (fold.go), so the fan-in reads a part per
+// thousand records instead of every record.
 //
 // The queue owns retries. Handlers classify every failure with the
 // pkg/provider vocabulary and asynq's RetryDelayFunc/IsFailure hooks turn the
@@ -281,6 +284,7 @@ func (w *Worker) Handler() asynq.Handler {
 	}
 	mux.HandleFunc(task.TypeGenerate, w.handleGenerate)
 	mux.HandleFunc(task.TypeFinalize, w.handleFinalize)
+	mux.HandleFunc(task.TypeFold, w.handleFold)
 	mux.HandleFunc(task.TypeNotify, w.handleNotify)
 	return mux
 }

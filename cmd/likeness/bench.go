@@ -67,9 +67,10 @@ Scenarios (docs/benchmarks.md has the measured numbers):
   scale     100,000 tasks (50 characters × 100 prompts × 4 simulated
             models × 5 variants) submitted through the producer; the bench
             itself finishes every task (a 64 px output and the record
-            stored, the task counted through run state as a worker does; no
-            provider is called), then a likeness worker process runs the
-            fan-in. JSON: submit_s (target <= 8), redis_bytes_per_queued_task
+            stored, the task counted by run state's Finish as a worker does,
+            which pushes the record for folding; no provider is called) and
+            serves the run:fold tasks with an in-process worker's handler,
+            then a likeness worker process runs the fan-in. JSON: submit_s (target <= 8), redis_bytes_per_queued_task
             (<= 1000) and redis_bytes_per_finished_task (<= 200) from Redis
             used_memory, finalize_s (<= 30), finalize_peak_rss_mb (the
             worker's ru_maxrss; <= 300), largest_report_page_kb (<= 2048).

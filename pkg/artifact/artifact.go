@@ -143,7 +143,8 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 	// The next character's thumbnails and sheet (reads from the store,
 	// drawing, PNG encoding) are made while this one's pages render,
 	// charactersAhead ahead, their pages added in order. Sheets are drawn
-	// one at a time: one of 220 prompts is a 16,000-pixel-tall image.
+	// one at a time (drawing): one of 220 prompts is a 16,000-pixel-tall
+	// image; one sheet's cells are read and the last one stored meanwhile.
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -176,9 +177,7 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 				if len(records) > 0 {
 					p.thumbs, p.err = th.make(ctx, records)
 					if p.err == nil {
-						drawing.Lock()
-						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs)
-						drawing.Unlock()
+						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs, &drawing)
 					}
 				}
 				done <- p

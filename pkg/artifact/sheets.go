@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"sync"
 
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/sheet"
@@ -13,13 +14,19 @@ import (
 
 // makeSheet draws and stores the sheet of one character, whose sorted
 // records are given, and returns its key. models are the columns, in order.
-func makeSheet(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string) (string, error) {
+// It holds drawing while it draws and encodes: the image of a sheet is
+// large, and one is drawn at a time; its cells are read ahead before, and
+// the PNG stored after.
+func makeSheet(ctx context.Context, cfg Config, s manifest.Summary, records []manifest.Record, models []string, opt spec.Sheets, thumbs map[string]string, drawing sync.Locker) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the prefetch should the sheet not be drawn
 	sh, cells := buildSheet(ctx, cfg.Store, s.Run, records, models, opt, thumbs)
 	prefetchCells(ctx, cfg.Store, cells, cfg.Workers)
 	var buf bytes.Buffer
-	if err := sheet.Encode(&buf, sh); err != nil {
+	drawing.Lock()
+	err := sheet.Encode(&buf, sh)
+	drawing.Unlock()
+	if err != nil {
 		return "", err
 	}
 	key := SheetKey(s.Run, records[0].Character)

@@ -63,14 +63,21 @@ func NewSpool(dir string) (*Spool, error) {
 // ErrUnreadable for data that is not a record, and the file's error if the
 // record cannot be written.
 func (s *Spool) Add(data []byte) error {
+	_, err := s.AddTask(data)
+	return err
+}
+
+// AddTask is Add that also returns the id of the record's task (a fan-in
+// reading folded parts notes which tasks they hold).
+func (s *Spool) AddTask(data []byte) (string, error) {
 	var r Record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnreadable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if r.Task == "" {
-		return fmt.Errorf("%w: it names no task", ErrUnreadable)
+		return "", fmt.Errorf("%w: it names no task", ErrUnreadable)
 	}
-	return s.AddRecord(r)
+	return r.Task, s.AddRecord(r)
 }
 
 // AddRecord spools r.

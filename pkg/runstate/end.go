@@ -65,10 +65,16 @@ type FinishRequest struct {
 	// ContentKey, when set, is indexed in the cache as described by the
 	// task's record (a succeeded task's output).
 	ContentKey string
+	// Record, when set, is the task's record as just stored (compact JSON,
+	// one line): it is pushed onto the run's fold list (see fold.go) unless
+	// folding is off.
+	Record []byte
 }
 
 // Finish is Complete (with no extra cost) plus, in the same round trip,
-// ReleaseClaim of Holder and CacheAdd of the task's record for ContentKey.
+// ReleaseClaim of Holder, CacheAdd of the task's record for ContentKey
+// and the record's push onto the run's fold list (Progress.FoldBatch says
+// when a run:fold task is due).
 func (s *Store) Finish(ctx context.Context, r FinishRequest) (Progress, error) {
 	c := "0"
 	if r.Cached {
@@ -85,32 +91,55 @@ func (s *Store) Finish(ctx context.Context, r FinishRequest) (Progress, error) {
 		}
 	}
 	ref := CacheRef{Run: r.Run, Task: r.Task}.value()
+	fold := len(r.Record) > 0 && s.cfg.FoldSize > 0
 	if s.cfg.WaitReplicas > 0 {
 		p, err := s.completeReplicated(ctx, r.Run, r.Task, keys, args)
-		if err == nil && cacheKey != "" {
-			if err := s.rdb.HSet(ctx, cacheKey, cacheField, ref).Err(); err != nil {
-				return p, fmt.Errorf("runstate: cache index add: %w", err)
-			}
+		if err != nil || (cacheKey == "" && !fold) {
+			return p, err
 		}
-		return p, err
-	}
-	var script *redis.Cmd
-	exec := func(eval func(redis.Pipeliner) *redis.Cmd) error {
 		pipe := s.rdb.Pipeline()
-		script = eval(pipe)
 		if cacheKey != "" {
 			pipe.HSet(ctx, cacheKey, cacheField, ref)
+		}
+		var pushed *redis.IntCmd
+		if fold {
+			pushed = s.pushFold(ctx, pipe, r.Run, r.Record)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return p, fmt.Errorf("runstate: cache index add and fold push: %w", err)
+		}
+		p.FoldBatch = s.foldBatch(pushed)
+		return p, nil
+	}
+	var (
+		script *redis.Cmd
+		pushed *redis.IntCmd
+	)
+	exec := func(eval func(redis.Pipeliner) *redis.Cmd, extras bool) error {
+		pipe := s.rdb.Pipeline()
+		script = eval(pipe)
+		if extras && cacheKey != "" {
+			pipe.HSet(ctx, cacheKey, cacheField, ref)
+		}
+		if extras && fold {
+			pushed = s.pushFold(ctx, pipe, r.Run, r.Record)
 		}
 		_, err := pipe.Exec(ctx)
 		return err
 	}
-	err := exec(func(p redis.Pipeliner) *redis.Cmd { return completeScript.EvalSha(ctx, p, keys, args...) })
+	err := exec(func(p redis.Pipeliner) *redis.Cmd { return completeScript.EvalSha(ctx, p, keys, args...) }, true)
 	if err != nil && redis.HasErrorPrefix(script.Err(), "NOSCRIPT") {
-		err = exec(func(p redis.Pipeliner) *redis.Cmd { return completeScript.Eval(ctx, p, keys, args...) })
+		// The other commands ran; only the count is made again.
+		err = exec(func(p redis.Pipeliner) *redis.Cmd { return completeScript.Eval(ctx, p, keys, args...) }, false)
 	}
 	// The count is what matters: an index entry that was not written
 	// (the pipeline's other command failed) costs a later run a provider
-	// call, and a rebuild of the index finds it.
+	// call, and a rebuild of the index finds it; a line not pushed onto the
+	// fold list is read from its record by the fan-in.
 	res, err := script.Int64Slice()
-	return progress(r.Run, r.Task, res, err)
+	p, err := progress(r.Run, r.Task, res, err)
+	if err == nil {
+		p.FoldBatch = s.foldBatch(pushed)
+	}
+	return p, err
 }

@@ -135,6 +135,10 @@ type Config struct {
 	// RecountAfter is the pause before counting again: long enough for
 	// the client to follow Sentinel to the new master. Default 1.5s.
 	RecountAfter time.Duration
+	// FoldSize is how many finished tasks' records a run:fold task folds
+	// into one part object (see fold.go). Default DefaultFoldSize (1,000);
+	// negative turns folding off (Finish pushes no lines).
+	FoldSize int
 }
 
 // Store reads and writes run state in Redis.
@@ -159,6 +163,9 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.RecountAfter <= 0 {
 		cfg.RecountAfter = 1500 * time.Millisecond
+	}
+	if cfg.FoldSize == 0 {
+		cfg.FoldSize = DefaultFoldSize
 	}
 	return &Store{rdb: rdb, cfg: cfg}
 }

@@ -272,6 +272,10 @@ type Progress struct {
 	Counted bool
 	// Done and Total are the run's terminal and total task counts.
 	Done, Total int
+	// FoldBatch, when not 0, says that the record Finish pushed completed
+	// the run's fold batch of that number: the caller enqueues its
+	// run:fold task (task.NewFold).
+	FoldBatch int64
 }
 
 // Complete reports whether the run has no task left.

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"io"
 )
 
@@ -205,8 +204,7 @@ func Encode(w io.Writer, s *Sheet) error {
 	if err != nil {
 		return err
 	}
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	if err := enc.Encode(w, img); err != nil {
+	if err := encodePNG(w, img); err != nil {
 		return fmt.Errorf("encode sheet %s: %w", s.Title, err)
 	}
 	return nil

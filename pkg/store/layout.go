@@ -29,6 +29,13 @@ func RecordsPrefix(run string) string { return RunPrefix(run) + "records/" }
 // RecordKey is one task's record.
 func RecordKey(run, task string) string { return RecordsPrefix(run) + task + ".json" }
 
+// PartsPrefix holds the run's records folded while it ran, a batch of
+// records (one per line) per object.
+func PartsPrefix(run string) string { return RunPrefix(run) + "parts/" }
+
+// PartKey is the run's seq-th part.
+func PartKey(run string, seq int64) string { return fmt.Sprintf("%s%06d.jsonl", PartsPrefix(run), seq) }
+
 // ManifestKey is every record of the run, one JSON object per line.
 func ManifestKey(run string) string { return RunPrefix(run) + "manifest.jsonl" }
 

@@ -26,6 +26,9 @@ const (
 	TypeGenerate = "image:generate"
 	// TypeFinalize is the fan-in of a run: manifest, summary, report.
 	TypeFinalize = "run:finalize"
+	// TypeFold folds a batch of a running run's finished records into
+	// one part object, so that the fan-in reads one object per batch.
+	TypeFold = "run:fold"
 	// TypeNotify delivers a finished run's webhook.
 	TypeNotify = "run:notify"
 )
@@ -104,6 +107,26 @@ type Finalize struct {
 
 // QueueID is the finalize task's asynq id: one per run.
 func (f Finalize) QueueID() string { return "fin:" + f.RunID }
+
+// Fold is the payload of a TypeFold task: the run, and which batch of its
+// fold list (the Batch-th FoldSize records pushed) made it due.
+type Fold struct {
+	RunID string `json:"run_id"`
+	Batch int64  `json:"batch"`
+}
+
+// QueueID is the fold task's asynq id: one per run and batch.
+func (f Fold) QueueID() string { return fmt.Sprintf("fold:%s:%d", f.RunID, f.Batch) }
+
+// NewFold returns the run:fold task of run's batch, on QueueControl,
+// retried 3 times (a fold left undone only costs the fan-in reads).
+// Enqueueing it twice fails with asynq.ErrTaskIDConflict, which callers
+// treat as done.
+func NewFold(run string, batch int64) (*asynq.Task, []asynq.Option) {
+	f := Fold{RunID: run, Batch: batch}
+	b, _ := json.Marshal(f) // a struct of a string and an int cannot fail
+	return asynq.NewTask(TypeFold, b), []asynq.Option{asynq.TaskID(f.QueueID()), asynq.Queue(QueueControl), asynq.MaxRetry(3)}
+}
 
 // Notify is the payload of a TypeNotify task: the run, and which of its
 // finalizations (1 for the first; `likeness retry` finalizes again) it
