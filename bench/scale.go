@@ -329,6 +329,12 @@ func smallOutput(i int) []byte {
 	return buf.Bytes()
 }
 
+// finalizeMemLimit is the finalizing worker's GOMEMLIMIT: the Go runtime's
+// soft memory limit, set as a container's limit would set it (docs/
+// deploy.md), so its garbage collector keeps the heap below the 300 MB the
+// scenario allows while two sheets are drawn at once.
+const finalizeMemLimit = "240MiB"
+
 // finalizeRun is what the finalizing worker process measured.
 type finalizeRun struct {
 	elapsed   time.Duration
@@ -348,7 +354,7 @@ func (e *env) finalizeInWorker(ctx context.Context, run string) (finalizeRun, er
 	}
 	start := time.Now()
 	// At info level the worker logs the fan-in's phases ("run finalized").
-	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv("LIKENESS_LOG_LEVEL=info"), task.QueueControl)
+	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv("LIKENESS_LOG_LEVEL=info", "GOMEMLIMIT="+finalizeMemLimit), task.QueueControl)
 	if err != nil {
 		return finalizeRun{}, err
 	}

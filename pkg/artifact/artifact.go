@@ -54,16 +54,30 @@ type Config struct {
 	// Sheets says what the sheets show. Default: the sheets: block of the
 	// spec stored at the summary's SpecKey (variant 0 when it has none).
 	Sheets *spec.Sheets
+	// SheetsAtOnce bounds the sheets drawn and encoded at once, each an
+	// image of up to 60 MB for a character of 400 cells. Default 2: a
+	// sheet's drawing is one goroutine, so two use both cores of a small
+	// machine.
+	SheetsAtOnce int
 }
+
+// semaphore is a sync.Locker letting cap(s) holders in at once.
+type semaphore chan struct{}
+
+func (s semaphore) Lock()   { s <- struct{}{} }
+func (s semaphore) Unlock() { <-s }
 
 // charactersAhead is how many characters' thumbnails and sheets WriteFrom
 // makes at once, ahead of the report pages.
-const charactersAhead = 1
+const charactersAhead = 2
 
 func (c Config) withDefaults() Config {
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Workers <= 0 {
 		c.Workers = 8
+	}
+	if c.SheetsAtOnce <= 0 {
+		c.SheetsAtOnce = 2
 	}
 	return c
 }
@@ -142,9 +156,10 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 	th := newThumbMaker(cfg, s.Run)
 	// The next character's thumbnails and sheet (reads from the store,
 	// drawing, PNG encoding) are made while this one's pages render,
-	// charactersAhead ahead, their pages added in order. Sheets are drawn
-	// one at a time (drawing): one of 220 prompts is a 16,000-pixel-tall
-	// image; one sheet's cells are read and the last one stored meanwhile.
+	// charactersAhead ahead, their pages added in order. At most
+	// SheetsAtOnce sheets are drawn at once (drawing): one of 220 prompts
+	// is a 16,000-pixel-tall image; cells are read and finished sheets
+	// stored outside it.
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -157,7 +172,7 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 		sheet   string
 		err     error
 	}
-	var drawing sync.Mutex
+	drawing := make(semaphore, cfg.SheetsAtOnce)
 	queue := make(chan chan prepared, charactersAhead)
 	wg.Go(func() {
 		defer close(queue)
@@ -177,7 +192,7 @@ func WriteFrom(ctx context.Context, cfg Config, s manifest.Summary, models []str
 				if len(records) > 0 {
 					p.thumbs, p.err = th.make(ctx, records)
 					if p.err == nil {
-						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs, &drawing)
+						p.sheet, p.err = makeSheet(ctx, cfg, s, records, cols, opt, p.thumbs, drawing)
 					}
 				}
 				done <- p
