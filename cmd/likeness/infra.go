@@ -74,6 +74,11 @@ func (in *infra) Close() {
 // died before it could confirm it) holds its slot this long.
 const sentinelLeaseTTL = 10 * time.Second
 
+// sentinelRateReserve is the share of each rate limit kept ungranted
+// behind Sentinel (ratelimit.Config.Reserve): 2%, 12 requests of 600 a
+// minute, more than the about one second of grants a failover loses.
+const sentinelRateReserve = 0.02
+
 // connectOpts says what a command may fall back to.
 type connectOpts struct {
 	// embedded allows an in-process Redis when LIKENESS_REDIS_URL is unset.
@@ -112,6 +117,7 @@ func (a *app) connect(ctx context.Context, o connectOpts) (*infra, error) {
 		if opt.Mode == redisconn.Sentinel {
 			limits.LeaseTTL = sentinelLeaseTTL
 			limits.WaitReplicas = 1
+			limits.Reserve = sentinelRateReserve
 			runs.WaitReplicas = 1
 		}
 	case o.embedded:

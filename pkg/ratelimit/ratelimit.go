@@ -56,6 +56,11 @@ type Config struct {
 	// between a grant and the provider's own count never tips a window over
 	// the limit. Default 0.01 (1%).
 	Margin float64
+	// Reserve keeps this fraction of each rate limit ungranted, for grants
+	// a failover loses: behind Sentinel the old master's last writes (up to
+	// about a second of them) never reach the new one, which then grants
+	// those requests again. Default 0 (one server, Cluster).
+	Reserve float64
 	// MinWait is the shortest wait reported when a concurrency slot is
 	// busy (the time a slot frees is unknown); waits are at most 4×MinWait,
 	// so a freed slot is taken within that. Default 20ms.
@@ -204,14 +209,16 @@ func (l *Limiter) Acquire(ctx context.Context, lim Limit, holder string) (*Lease
 	return lease, nil, nil
 }
 
-// gcra spaces requests evenly, slowed by Margin. Its burst is the slack the
-// margin leaves in a minute (b + R/(1+m) <= R), at least one: a grant that
-// comes late (a busy machine, a Redis round trip) is made up by the next
-// ones instead of lost, and still no one-minute window holds more than the
-// limit.
+// gcra spaces requests evenly, slowed by Margin and Reserve. Its burst is
+// the slack the margin leaves in a minute (b + R/(1+m+r) <= R less the
+// reserve), at least one: a grant that comes late (a busy machine, a Redis
+// round trip) is made up by the next ones instead of lost, and still no
+// one-minute window holds more than the limit, even with R*r/(1+m+r)
+// grants lost in a failover and made again.
 func (l *Limiter) gcra(perMinute int) redis_rate.Limit {
-	period := time.Duration(float64(time.Minute) * (1 + l.cfg.Margin))
-	burst := int(float64(perMinute) * l.cfg.Margin / (1 + l.cfg.Margin))
+	slow := 1 + l.cfg.Margin + l.cfg.Reserve
+	period := time.Duration(float64(time.Minute) * slow)
+	burst := int(float64(perMinute) * l.cfg.Margin / slow)
 	return redis_rate.Limit{Rate: perMinute, Burst: max(1, burst), Period: period}
 }
 
