@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -180,6 +181,12 @@ type indexGate struct {
 	mu       sync.Mutex
 	building chan struct{} // closed when the rebuild in progress ends
 	err      error         // its result, once building is closed
+	// seen is set once this worker has found the index built before it
+	// looked an entry up. Until then a miss is asked again: Begin reads
+	// the built mark beside the lookup in one pipeline, which is not
+	// atomic (and on a Cluster not even ordered), so a rebuild may end
+	// between the two and a miss read before it would be trusted.
+	seen atomic.Bool
 }
 
 // indexWait is how long a task waits for a rebuild inside its delivery

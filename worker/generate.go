@@ -129,14 +129,17 @@ func (w *Worker) generate(ctx context.Context, log *slog.Logger, p task.Generate
 	}
 	if len(history) == 0 && st.Pending == nil {
 		ref, hit := b.Cache, b.CacheHit
-		if !b.CacheIndexed {
+		if !b.CacheIndexed || (!hit && !w.index.seen.Load()) {
 			// A miss proves nothing until the index is built for this
 			// bucket: build it (or wait for the worker that does), then
-			// ask again.
-			if err := w.awaitCacheIndex(ctx); err != nil {
-				w.releaseIf(ctx, p, b.Reservation)
-				return err
+			// ask again (see indexGate.seen).
+			if !b.CacheIndexed {
+				if err := w.awaitCacheIndex(ctx); err != nil {
+					w.releaseIf(ctx, p, b.Reservation)
+					return err
+				}
 			}
+			w.index.seen.Store(true)
 			if ref, hit, err = w.cfg.Runs.CacheLookup(ctx, ck); err != nil {
 				w.releaseIf(ctx, p, b.Reservation)
 				return err

@@ -135,8 +135,10 @@ func (s *Store) Begin(ctx context.Context, r BeginRequest) (*Begin, error) {
 		pipe := s.rdb.Pipeline()
 		script = eval(pipe)
 		if cacheKey != "" {
-			hit = pipe.HGet(ctx, cacheKey, cacheField)
+			// The mark first: on one server a mark read as set means
+			// the lookup after it sees every rebuilt entry.
 			indexed = pipe.HExists(ctx, s.cacheReadyKey(), r.CacheStore)
+			hit = pipe.HGet(ctx, cacheKey, cacheField)
 		}
 		_, err := pipe.Exec(ctx)
 		return err

@@ -18,17 +18,7 @@ import (
 var recordOutputScript = redis.NewScript(`
 local added = 0
 if redis.call('LLEN', KEYS[2]) < tonumber(ARGV[3]) then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  local cost = tonumber(ARGV[4])
-  if cost > 0 then redis.call('HINCRBY', KEYS[1], 'cost_micro', cost) end
-  local held = redis.call('HGET', KEYS[3], ARGV[1])
-  if held then
-    redis.call('HDEL', KEYS[3], ARGV[1])
-    redis.call('HINCRBY', KEYS[1], 'reserved_micro', 0 - tonumber(held))
-  end
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('HDEL', KEYS[5], ARGV[1], ARGV[1] .. ':err')
+` + chargeAttemptLua + `
   added = 1
 end
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[6])

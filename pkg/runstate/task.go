@@ -146,8 +146,12 @@ func (s *Store) Attempts(ctx context.Context, run, task string) ([]manifest.Atte
 	return out, nil
 }
 
-var recordAttemptScript = redis.NewScript(`
-if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+// chargeAttemptLua appends attempt ARGV[2] to the task's log KEYS[2],
+// charges its cost ARGV[4] to the run KEYS[1], frees the task's budget
+// reservation (KEYS[3]) and drops its open request (KEYS[4]) and
+// infrastructure note (KEYS[5]). RecordAttempt and RecordOutput run it
+// when the attempt (number ARGV[3]) is not recorded yet.
+const chargeAttemptLua = `
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local cost = tonumber(ARGV[4])
@@ -159,6 +163,11 @@ if held then
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1], ARGV[1] .. ':err')
+`
+
+var recordAttemptScript = redis.NewScript(`
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+` + chargeAttemptLua + `
 return 1
 `)
 
