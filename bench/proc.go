@@ -166,13 +166,13 @@ func (e *env) startSim(ctx context.Context, config []byte, token string, seed in
 	}
 }
 
-// startWorkers starts n `likeness worker` processes with environ and
-// waits until each serves queue.
-func (e *env) startWorkers(ctx context.Context, n, concurrency int, environ []string, queue string) ([]*proc, error) {
+// startWorkers starts n `likeness worker` processes with environ and the
+// flags in extra, and waits until each serves queue.
+func (e *env) startWorkers(ctx context.Context, n, concurrency int, environ []string, queue string, extra ...string) ([]*proc, error) {
 	var ps []*proc
 	for i := range n {
-		p, err := e.start(fmt.Sprintf("worker-%d", i+1), []string{"worker", "--concurrency", fmt.Sprint(concurrency),
-			"--shutdown-timeout", "5s"}, environ, nil)
+		args := append([]string{"worker", "--concurrency", fmt.Sprint(concurrency), "--shutdown-timeout", "5s"}, extra...)
+		p, err := e.start(fmt.Sprintf("worker-%d", i+1), args, environ, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -354,7 +355,12 @@ func (e *env) finalizeInWorker(ctx context.Context, run string) (finalizeRun, er
 	}
 	start := time.Now()
 	// At info level the worker logs the fan-in's phases ("run finalized").
-	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv("LIKENESS_LOG_LEVEL=info", "GOMEMLIMIT="+finalizeMemLimit), task.QueueControl)
+	// With --dir it also leaves a CPU profile of the fan-in there.
+	var extra []string
+	if !e.tmpDir {
+		extra = []string{"--cpuprofile", filepath.Join(e.dir, "finalize.cpu.pprof")}
+	}
+	ps, err := e.startWorkers(ctx, 1, 4, e.subprocessEnv("LIKENESS_LOG_LEVEL=info", "GOMEMLIMIT="+finalizeMemLimit), task.QueueControl, extra...)
 	if err != nil {
 		return finalizeRun{}, err
 	}

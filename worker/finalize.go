@@ -97,8 +97,8 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 	p := task.Finalize{RunID: st.ID}
 	// The records go to a spool on local disk, not to memory: a run of
 	// 100,000 tasks has 100 MB of them. The spool orders and deduplicates
-	// them; the manifest, the summary and then the artifacts (a character
-	// at a time) are read back from it.
+	// them and counts them for run.json; the manifest and the artifacts
+	// (a character at a time) are read back from it.
 	sp, err := manifest.NewSpool("")
 	if err != nil {
 		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
@@ -117,19 +117,10 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 		BudgetUSD: st.BudgetUSD, CreatedAt: st.CreatedAt, FinishedAt: w.cfg.Now(),
 		TraceID: traceIDOf(st.TraceParent),
 	}
-	z := manifest.NewSummarizer(meta)
-	read := time.Now()
-	err = w.putStream(ctx, store.ManifestKey(p.RunID), "application/x-ndjson", func(out io.Writer) error {
-		return sp.Lines(func(line []byte, r manifest.Record) error {
-			z.Add(r)
-			_, err := out.Write(line)
-			return err
-		})
-	})
+	sum, err := sp.Summary(meta)
 	if err != nil {
-		return fmt.Errorf("store manifest: %w", err)
+		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
 	}
-	sum := z.Summary()
 	for i := range sum.Models {
 		if m, ok := w.cfg.Registry.Lookup(sum.Models[i].ModelRef); ok {
 			sum.Models[i].Returns = m.Returns()
@@ -139,17 +130,39 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 	for _, key := range unreadable {
 		w.log.ErrorContext(ctx, "record unreadable: left out of the manifest, listed in run.json", "run_id", p.RunID, "key", key)
 	}
-	sumJSON, err := json.MarshalIndent(sum, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode summary: %w", err)
-	}
-	if err := w.cfg.Store.Put(ctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
-		return fmt.Errorf("store summary: %w", err)
-	}
-	written := time.Now()
-	// Thumbnails, character sheets and the report pages: package artifact.
-	if err := artifact.WriteFrom(ctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, sp.Models(), sp.Characters()); err != nil {
-		return fmt.Errorf("run artifacts: %w", err)
+	read := time.Now()
+	// The manifest (then run.json) is streamed to the store while the
+	// thumbnails, sheets and report pages are made: the one copies the
+	// spool's lines, the others decode them a character at a time.
+	var manifestS float64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := w.putStream(gctx, store.ManifestKey(p.RunID), "application/x-ndjson", func(out io.Writer) error {
+			_, err := sp.WriteTo(out)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store manifest: %w", err)
+		}
+		sumJSON, err := json.MarshalIndent(sum, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode summary: %w", err)
+		}
+		if err := w.cfg.Store.Put(gctx, store.SummaryKey(p.RunID), sumJSON, "application/json"); err != nil {
+			return fmt.Errorf("store summary: %w", err)
+		}
+		manifestS = time.Since(read).Seconds()
+		return nil
+	})
+	g.Go(func() error {
+		// Thumbnails, character sheets and the report pages: package artifact.
+		if err := artifact.WriteFrom(gctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, sp.Models(), sp.Characters()); err != nil {
+			return fmt.Errorf("run artifacts: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	n, err := w.cfg.Runs.MarkFinalized(ctx, p.RunID)
 	if err != nil {
@@ -161,7 +174,7 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 	}
 	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(), "record_objects_read", recordsRead,
 		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
-		"read_s", read.Sub(began).Seconds(), "manifest_s", written.Sub(read).Seconds(), "artifacts_s", time.Since(written).Seconds())
+		"read_s", read.Sub(began).Seconds(), "manifest_s", manifestS, "artifacts_s", time.Since(read).Seconds())
 	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
 		// The fan-in is done; running it again for the webhook would count
 		// a second finalization; this finalization goes unannounced.
@@ -174,7 +187,7 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 // store's listings a page at a time, finalizeReaders reads at a time.
 //
 // The parts the run's folds wrote (parts/<seq>.jsonl, a batch of records
-// each) are read first; then the records are listed, and only those no
+// each) are read while the records are listed; then only the records no
 // part holds are read, or those written since the part that holds them
 // (a task retried after its record was folded): a record is never older
 // than the part it is folded into, since its line is pushed for folding
@@ -188,7 +201,28 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 // of a part that does not decode is skipped: its task's record is read.
 // It also returns how many record objects it read.
 func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spool) ([]string, int, error) {
+	// The records are listed while the parts are read (a listing of
+	// 100,000 records takes the store seconds); the listing keeps, of each
+	// record, its task id and when it was written.
+	type listed struct {
+		id      string
+		written time.Time
+	}
+	var records []listed
+	prefix := store.RecordsPrefix(run)
+	lg, lctx := errgroup.WithContext(ctx)
+	lg.Go(func() error {
+		return w.walk(lctx, prefix, func(info store.Info) error {
+			if id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, prefix), ".json"); ok {
+				records = append(records, listed{id, info.ModTime})
+			}
+			return nil
+		})
+	})
 	folded, err := w.spoolParts(ctx, run, sp)
+	if lerr := lg.Wait(); err == nil && lerr != nil {
+		err = fmt.Errorf("list records: %w", lerr)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -199,37 +233,29 @@ func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spoo
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(finalizeReaders)
-	prefix := store.RecordsPrefix(run)
-	err = w.walk(gctx, prefix, func(info store.Info) error {
-		id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, prefix), ".json")
-		if !ok {
-			return nil
+	for _, rec := range records {
+		if at, ok := folded[rec.id]; ok && rec.written.Before(at) {
+			continue // the part that holds it was written after it
 		}
-		if at, ok := folded[id]; ok && info.ModTime.Before(at) {
-			return nil // the part that holds it was written after it
-		}
+		key := prefix + rec.id + ".json"
 		g.Go(func() error {
-			raw, err := w.cfg.Store.Get(gctx, info.Key)
+			raw, err := w.cfg.Store.Get(gctx, key)
 			if err != nil {
-				return fmt.Errorf("read record %s: %w", info.Key, err)
+				return fmt.Errorf("read record %s: %w", key, err)
 			}
 			err = sp.Add(raw)
 			mu.Lock()
 			defer mu.Unlock()
 			read++
 			if errors.Is(err, manifest.ErrUnreadable) {
-				unreadable = append(unreadable, info.Key)
+				unreadable = append(unreadable, key)
 				return nil
 			}
 			return err
 		})
-		return gctx.Err()
-	})
-	if werr := g.Wait(); werr != nil {
-		return nil, 0, werr
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("list records: %w", err)
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
 	}
 	slices.Sort(unreadable)
 	return unreadable, read, nil

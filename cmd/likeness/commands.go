@@ -60,6 +60,7 @@ func (a *app) workerCmd() *cobra.Command {
 		metricsAddr string
 		sweepEvery  time.Duration
 		refCacheMiB int
+		cpuProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -73,6 +74,13 @@ re-finalizes complete runs whose fan-in was lost, so a run always ends
 even with no scheduler running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return inputErr(err)
+				}
+				defer stop()
+			}
 			in, err := a.connect(cmd.Context(), connectOpts{needStore: true, waitForStore: true})
 			if err != nil {
 				return err
@@ -116,6 +124,7 @@ even with no scheduler running.`,
 	cmd.Flags().IntVar(&concurrency, "concurrency", 8, "tasks worked at once, per provider")
 	cmd.Flags().DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long tasks in flight may run after SIGTERM before they are requeued")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", envOr(a.getenv, "LIKENESS_METRICS_ADDR", ""), "serve Prometheus metrics at http://ADDR/metrics (env LIKENESS_METRICS_ADDR); empty: off")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker to this file until it stops (go tool pprof FILE)")
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"maps"
 	"os"
@@ -19,9 +20,10 @@ import (
 // memory: a run of 100,000 tasks has about 100 MB of records. Each record
 // added is written, as its manifest line, to a temporary file; memory keeps
 // only what orders and deduplicates it (character, prompt, model, variant,
-// task, finish time) and where its line is. Once every record is in, Lines
-// and Characters read them back in manifest order (see Sort), one at a time
-// or one character at a time.
+// task, finish time), what run.json counts of it, and where its line is.
+// Once every record is in, Summary counts them, WriteTo writes the manifest
+// and Characters reads the records back a character at a time, all in
+// manifest order (see Sort).
 //
 // Like Dedupe, the Spool keeps one record per task, the one with the latest
 // FinishedAt; Add is safe for concurrent use. Close removes the file.
@@ -43,6 +45,18 @@ type spoolEntry struct {
 	finished                       time.Time
 	off                            int64
 	n                              int
+	tally                          tally
+}
+
+// tally is what run.json counts of a record (see Summarizer.Add): the
+// spool summarizes the run without reading its records back.
+type tally struct {
+	modelRef  string
+	status    Status
+	attempts  int
+	costUSD   float64
+	cached    bool
+	latencyMS int64
 }
 
 // ErrUnreadable marks a record Spool.Add could not decode (or that names no
@@ -96,6 +110,10 @@ func (s *Spool) AddRecord(r Record) error {
 	e := spoolEntry{
 		character: s.intern(r.Character), prompt: s.intern(r.Prompt), model: s.intern(r.Model), task: r.Task,
 		variant: r.Variant, finished: r.FinishedAt, off: s.off, n: line.Len(),
+		tally: tally{
+			modelRef: s.intern(r.ModelRef), status: Status(s.intern(string(r.Status))), attempts: r.Attempts,
+			costUSD: r.CostUSD, cached: r.Cached, latencyMS: r.ProviderLatencyMS,
+		},
 	}
 	if _, err := s.w.Write(line.Bytes()); err != nil {
 		return fmt.Errorf("spool records: %w", err)
@@ -170,27 +188,54 @@ func (s *Spool) ready() error {
 	return nil
 }
 
-// Lines calls fn with every spooled record in manifest order: its manifest
-// line (newline included; the bytes Writer writes for it, valid only
-// during the call) and the record. It stops at fn's first error. Add must not be called meanwhile.
-func (s *Spool) Lines(fn func(line []byte, r Record) error) error {
+// Summary is run.json for the spooled records (see Summarizer), counted
+// from what the spool keeps in memory. Add must not be called meanwhile.
+func (s *Spool) Summary(meta RunMeta) (Summary, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ready(); err != nil {
-		return err
+		return Summary{}, err
 	}
-	var buf []byte
+	z := NewSummarizer(meta)
 	for _, e := range s.entries {
-		line, r, err := s.read(e, buf)
+		t := e.tally
+		z.Add(Record{
+			Model: e.model, ModelRef: t.modelRef, Status: t.status, Attempts: t.attempts, CostUSD: t.costUSD,
+			Cached: t.cached, ProviderLatencyMS: t.latencyMS, FinishedAt: e.finished,
+		})
+	}
+	return z.Summary(), nil
+}
+
+// WriteTo writes the manifest: every spooled record's line, in manifest
+// order, as Writer writes them. It may run while Characters is read (both
+// only read the spool); Add must not be called meanwhile.
+func (s *Spool) WriteTo(w io.Writer) (int64, error) {
+	s.mu.Lock()
+	err := s.ready()
+	entries := s.entries
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		buf     []byte
+		written int64
+	)
+	for _, e := range entries {
+		s.mu.Lock()
+		buf, err = s.readLine(e, buf)
+		s.mu.Unlock()
 		if err != nil {
-			return err
+			return written, err
 		}
-		buf = line
-		if err := fn(line, r); err != nil {
-			return err
+		n, err := w.Write(buf)
+		written += int64(n)
+		if err != nil {
+			return written, err
 		}
 	}
-	return nil
+	return written, nil
 }
 
 // Characters yields the spooled records a character at a time, in manifest
@@ -233,18 +278,27 @@ func (s *Spool) Characters() iter.Seq2[[]Record, error] {
 	}
 }
 
-// read reads and decodes one entry's line, into buf when it is large
-// enough.
-func (s *Spool) read(e spoolEntry, buf []byte) ([]byte, Record, error) {
+// readLine reads one entry's line, into buf when it is large enough.
+func (s *Spool) readLine(e spoolEntry, buf []byte) ([]byte, error) {
 	if cap(buf) < e.n {
 		buf = make([]byte, e.n)
 	}
 	buf = buf[:e.n]
 	if s.f == nil {
-		return buf, Record{}, errors.New("spool records: the spool is closed")
+		return buf, errors.New("spool records: the spool is closed")
 	}
 	if _, err := s.f.ReadAt(buf, e.off); err != nil {
-		return buf, Record{}, fmt.Errorf("read spooled record of task %s: %w", e.task, err)
+		return buf, fmt.Errorf("read spooled record of task %s: %w", e.task, err)
+	}
+	return buf, nil
+}
+
+// read reads and decodes one entry's line, into buf when it is large
+// enough.
+func (s *Spool) read(e spoolEntry, buf []byte) ([]byte, Record, error) {
+	buf, err := s.readLine(e, buf)
+	if err != nil {
+		return buf, Record{}, err
 	}
 	var r Record
 	if err := json.Unmarshal(buf, &r); err != nil {

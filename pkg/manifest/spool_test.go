@@ -48,23 +48,23 @@ func TestSpoolMatchesWriteJSONL(t *testing.T) {
 		t.Errorf("spooled %d tasks, dropped %d; want %d and the stale record", sp.Len(), sp.Dropped(), len(records)-1)
 	}
 	var got bytes.Buffer
-	var seen []Record
-	if err := sp.Lines(func(line []byte, r Record) error {
-		got.Write(line)
-		seen = append(seen, r)
-		return nil
-	}); err != nil {
-		t.Fatalf("Lines: %v", err)
+	if n, err := sp.WriteTo(&got); err != nil || n != int64(got.Len()) {
+		t.Fatalf("WriteTo = %d, %v; wrote %d bytes", n, err, got.Len())
 	}
 	if got.String() != want.String() {
 		t.Errorf("spooled manifest differs from WriteJSONL's:\n%s", cmp.Diff(want.String(), got.String()))
 	}
+	meta := RunMeta{Run: "r1", Total: 9, CreatedAt: records[0].StartedAt}
+	sum, err := sp.Summary(meta)
+	if err != nil {
+		t.Fatalf("Summary: %v", err)
+	}
+	if diff := cmp.Diff(Summarize(meta, records), sum); diff != "" {
+		t.Errorf("Summary differs from Summarize's (-want +got):\n%s", diff)
+	}
 
 	wantRecs := Dedupe(records)
 	Sort(wantRecs)
-	if diff := cmp.Diff(wantRecs, seen); diff != "" {
-		t.Errorf("Lines records (-want +got):\n%s", diff)
-	}
 	var chars []string
 	var all []Record
 	for group, err := range sp.Characters() {

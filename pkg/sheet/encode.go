@@ -7,7 +7,6 @@ import (
 	"hash/adler32"
 	"hash/crc32"
 	"image"
-	"image/png"
 	"io"
 
 	"github.com/klauspost/compress/flate"
@@ -24,16 +23,6 @@ import (
 
 // pngSignature starts every PNG file.
 var pngSignature = []byte("\x89PNG\r\n\x1a\n")
-
-// encodePNG writes img as PNG: as RGB with encodeRGB when it is opaque,
-// else with image/png.
-func encodePNG(w io.Writer, img *image.RGBA) error {
-	if !img.Opaque() {
-		enc := png.Encoder{CompressionLevel: png.BestSpeed}
-		return enc.Encode(w, img)
-	}
-	return encodeRGB(w, img)
-}
 
 // encodeRGB writes the opaque img as an 8-bit RGB PNG.
 func encodeRGB(w io.Writer, img *image.RGBA) error {

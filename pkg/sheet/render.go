@@ -46,8 +46,15 @@ func newFaces() (*faces, error) {
 
 // Render draws s: the title, the reference image, the column labels, and
 // one row per prompt with its label and text followed by a cell per column.
-// Images are fitted into their cells with their aspect ratio kept.
+// Images are fitted into their cells with their aspect ratio kept. Every
+// pixel of the image is opaque.
 func Render(s *Sheet) (*image.RGBA, error) {
+	return render(s, func(r image.Rectangle) *image.RGBA { return image.NewRGBA(r) })
+}
+
+// render is Render on a canvas from newCanvas, whose pixels it overwrites
+// all.
+func render(s *Sheet, newCanvas func(image.Rectangle) *image.RGBA) (*image.RGBA, error) {
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("render sheet %s: %w", s.Title, err)
 	}
@@ -57,7 +64,7 @@ func Render(s *Sheet) (*image.RGBA, error) {
 	}
 	l := s.Layout()
 	sc := scalers{}
-	img := image.NewRGBA(image.Rectangle{Max: l.Size})
+	img := newCanvas(image.Rectangle{Max: l.Size})
 	fill(img, img.Bounds(), background())
 
 	// Title and reference.
@@ -69,7 +76,6 @@ func Render(s *Sheet) (*image.RGBA, error) {
 	ref := l.Reference
 	fill(img, ref.Inset(-3), accent())
 	if s.Reference != nil {
-		fill(img, ref, cellBG())
 		sc.fit(img, ref, s.Reference)
 	} else {
 		cross(img, ref, MarkMissing, "no reference", fs.regular)
@@ -104,7 +110,6 @@ func Render(s *Sheet) (*image.RGBA, error) {
 				cell.Image = im
 			}
 			if cell.Image != nil {
-				fill(img, r, cellBG())
 				sc.fit(img, r, cell.Image)
 				continue
 			}
@@ -127,10 +132,12 @@ func fill(dst *image.RGBA, r image.Rectangle, c color.RGBA) {
 // 880 cells allocates a few buffers instead of 880.
 type scalers map[[4]int]draw.Scaler
 
-// fit scales src into r, centred, keeping its aspect ratio.
+// fit scales src into r, centred, keeping its aspect ratio, on the cell
+// background where it does not cover r.
 func (sc scalers) fit(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	sb := src.Bounds()
 	if sb.Empty() {
+		fill(dst, r, cellBG())
 		return
 	}
 	w, h := r.Dx(), r.Dy()
@@ -141,13 +148,23 @@ func (sc scalers) fit(dst *image.RGBA, r image.Rectangle, src image.Image) {
 	}
 	x := r.Min.X + (r.Dx()-w)/2
 	y := r.Min.Y + (r.Dy()-h)/2
+	box := image.Rect(x, y, x+w, y+h)
+	rgba, ok := upscalable(src, w, h)
+	if !ok || box != r {
+		// What the image leaves uncovered, or shows through it.
+		fill(dst, r, cellBG())
+	}
+	if ok {
+		upscale(dst, box, rgba)
+		return
+	}
 	k := [4]int{w, h, sb.Dx(), sb.Dy()}
 	s, ok := sc[k]
 	if !ok {
 		s = draw.BiLinear.NewScaler(w, h, sb.Dx(), sb.Dy())
 		sc[k] = s
 	}
-	s.Scale(dst, image.Rect(x, y, x+w, y+h), src, sb, draw.Over, nil)
+	s.Scale(dst, box, src, sb, draw.Over, nil)
 }
 
 // cross draws a marked cell: its fill, a thick X from near corner to near
