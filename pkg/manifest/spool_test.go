@@ -130,3 +130,32 @@ func TestSpoolUnreadable(t *testing.T) {
 		t.Errorf("an empty spool yielded %d characters", n)
 	}
 }
+
+// decodeRecord reads what encoding/json reads, the same way: the records
+// a fan-in spools may have been written by any version of likeness.
+func TestDecodeRecordAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	_, records := sampleRun()
+	full, err := json.Marshal(records[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{
+		string(full),
+		`{"task":"t1","params":{"size":64,"steps":[1,2.5],"style":null,"raw":true},"cost_usd":0.04}`,
+		`{"TASK":"t1","Character":"mara","finished_at":"2026-01-02T03:04:05.123456789+01:00"}`,
+		`{"task":"t1","task":"t2","unknown":{"a":[1]}}`,
+		"{\"task\":\"t1\",\"prompt_text\":\"bad \xff utf-8 \\u003cb\\u003e\"}",
+	} {
+		var want, got Record
+		werr := json.Unmarshal([]byte(raw), &want)
+		gerr := decodeRecord([]byte(raw), &got)
+		if (werr == nil) != (gerr == nil) {
+			t.Errorf("%s: encoding/json says %v, decodeRecord %v", raw, werr, gerr)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: decodeRecord differs from encoding/json (-want +got):\n%s", raw, diff)
+		}
+	}
+}
