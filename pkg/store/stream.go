@@ -32,7 +32,10 @@ func (s *S3) PutStream(ctx context.Context, key string, r io.Reader, contentType
 	if contentType == "" {
 		contentType = typeByExt(key)
 	}
-	opts := minio.PutObjectOptions{ContentType: contentType, PartSize: StreamPartSize}
+	// Each part is checked by its Content-MD5 rather than signed chunk by
+	// chunk, as Put's body is (see putOptions).
+	opts := minio.PutObjectOptions{ContentType: contentType, PartSize: StreamPartSize,
+		DisableContentSha256: true, SendContentMd5: true}
 	if _, err := s.client.PutObject(ctx, s.bucket, key, r, -1, opts); err != nil {
 		return fmt.Errorf("store: put %s: %w", key, err)
 	}
