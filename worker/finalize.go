@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -23,11 +21,6 @@ import (
 	"github.com/likeness-run/likeness/pkg/store"
 	"github.com/likeness-run/likeness/pkg/task"
 )
-
-// finalizeReaders bounds concurrent record reads during the fan-in: one
-// small GET each, so the fan-in of a big run waits on the store unless
-// many are in flight (on a 2-core MinIO: 2,600 reads/s at 16, 3,100 at 32).
-const finalizeReaders = 32
 
 // handleFinalize is the fan-in: it gathers every task record of the run and
 // writes manifest.jsonl, run.json and the HTML report. It is idempotent: a
@@ -104,9 +97,25 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
 	}
 	defer sp.Close()
-	began := time.Now()
-	unreadable, recordsRead, err := w.spoolRecords(ctx, p.RunID, sp)
+	// The sheet cells the folds packed go to another local spool, read
+	// beside the records.
+	cells, err := artifact.NewCells("")
 	if err != nil {
+		return fmt.Errorf("finalize run %s: %w", p.RunID, err)
+	}
+	defer cells.Close()
+	began := time.Now()
+	var (
+		unreadable  []string
+		recordsRead int
+	)
+	rg, rctx := errgroup.WithContext(ctx)
+	rg.Go(func() error { return w.readCells(rctx, p.RunID, cells) })
+	rg.Go(func() (err error) {
+		unreadable, recordsRead, err = w.spoolRecords(rctx, p.RunID, sp)
+		return err
+	})
+	if err := rg.Wait(); err != nil {
 		return err
 	}
 	if d := sp.Dropped(); d > 0 {
@@ -156,7 +165,8 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 	})
 	g.Go(func() error {
 		// Thumbnails, character sheets and the report pages: package artifact.
-		if err := artifact.WriteFrom(gctx, artifact.Config{Store: w.cfg.Store, Logger: w.log}, sum, sp.Models(), sp.Characters()); err != nil {
+		acfg := artifact.Config{Store: w.cfg.Store, Logger: w.log, Cells: cells}
+		if err := artifact.WriteFrom(gctx, acfg, sum, sp.Models(), sp.Characters()); err != nil {
 			return fmt.Errorf("run artifacts: %w", err)
 		}
 		return nil
@@ -173,168 +183,12 @@ func (w *Worker) fanIn(ctx context.Context, st *runstate.Status) error {
 		w.log.WarnContext(ctx, "fold list not deleted; it expires with the run", "run_id", p.RunID, "err", err)
 	}
 	w.log.InfoContext(ctx, "run finalized", "run_id", p.RunID, "records", sp.Len(), "record_objects_read", recordsRead,
-		"succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
+		"packed_cells", cells.Len(), "succeeded", sum.Succeeded, "failed", sum.Failed, "cost_usd", sum.CostUSD, "finalized", n,
 		"read_s", read.Sub(began).Seconds(), "manifest_s", manifestS, "artifacts_s", time.Since(read).Seconds())
 	if err := w.enqueueNotify(ctx, p.RunID, n); err != nil {
 		// The fan-in is done; running it again for the webhook would count
 		// a second finalization; this finalization goes unannounced.
 		w.log.ErrorContext(ctx, "run finalized but its webhook could not be queued", "run_id", p.RunID, "err", err)
-	}
-	return nil
-}
-
-// spoolRecords reads every task record of a run into sp, walking the
-// store's listings a page at a time, finalizeReaders reads at a time.
-//
-// The parts the run's folds wrote (parts/<seq>.jsonl, a batch of records
-// each) are read while the records are listed; then only the records no
-// part holds are read, or those written since the part that holds them
-// (a task retried after its record was folded): a record is never older
-// than the part it is folded into, since its line is pushed for folding
-// after it is stored. Where a task has several records (a part written
-// twice, a record read beside its part), the spool keeps the one that
-// finished last.
-//
-// A record or part that cannot be read because the store failed fails the
-// load (the finalize is retried); a record that was read but does not
-// decode is returned by key as unreadable, for run.json to report. A line
-// of a part that does not decode is skipped: its task's record is read.
-// It also returns how many record objects it read.
-func (w *Worker) spoolRecords(ctx context.Context, run string, sp *manifest.Spool) ([]string, int, error) {
-	// The records are listed while the parts are read (a listing of
-	// 100,000 records takes the store seconds); the listing keeps, of each
-	// record, its task id and when it was written.
-	type listed struct {
-		id      string
-		written time.Time
-	}
-	var records []listed
-	prefix := store.RecordsPrefix(run)
-	lg, lctx := errgroup.WithContext(ctx)
-	lg.Go(func() error {
-		return w.walk(lctx, prefix, func(info store.Info) error {
-			if id, ok := strings.CutSuffix(strings.TrimPrefix(info.Key, prefix), ".json"); ok {
-				records = append(records, listed{id, info.ModTime})
-			}
-			return nil
-		})
-	})
-	folded, err := w.spoolParts(ctx, run, sp)
-	if lerr := lg.Wait(); err == nil && lerr != nil {
-		err = fmt.Errorf("list records: %w", lerr)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	var (
-		mu         sync.Mutex
-		unreadable []string
-		read       int
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(finalizeReaders)
-	for _, rec := range records {
-		if at, ok := folded[rec.id]; ok && rec.written.Before(at) {
-			continue // the part that holds it was written after it
-		}
-		key := prefix + rec.id + ".json"
-		g.Go(func() error {
-			raw, err := w.cfg.Store.Get(gctx, key)
-			if err != nil {
-				return fmt.Errorf("read record %s: %w", key, err)
-			}
-			err = sp.Add(raw)
-			mu.Lock()
-			defer mu.Unlock()
-			read++
-			if errors.Is(err, manifest.ErrUnreadable) {
-				unreadable = append(unreadable, key)
-				return nil
-			}
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, 0, err
-	}
-	slices.Sort(unreadable)
-	return unreadable, read, nil
-}
-
-// foldedReaders bounds concurrent part reads: a part is about 1 MB.
-const foldedReaders = 4
-
-// spoolParts reads the run's parts into sp and returns, for each task a
-// part holds, when the latest part holding it was written.
-func (w *Worker) spoolParts(ctx context.Context, run string, sp *manifest.Spool) (map[string]time.Time, error) {
-	var (
-		mu     sync.Mutex
-		folded = map[string]time.Time{}
-		bad    int
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(foldedReaders)
-	err := w.walk(gctx, store.PartsPrefix(run), func(info store.Info) error {
-		if !strings.HasSuffix(info.Key, ".jsonl") {
-			return nil
-		}
-		g.Go(func() error {
-			raw, err := w.cfg.Store.Get(gctx, info.Key)
-			if err != nil {
-				return fmt.Errorf("read part %s: %w", info.Key, err)
-			}
-			for line := range bytes.Lines(raw) {
-				if len(bytes.TrimSpace(line)) == 0 {
-					continue
-				}
-				id, err := sp.AddTask(line)
-				mu.Lock()
-				switch {
-				case errors.Is(err, manifest.ErrUnreadable):
-					bad++
-				case err == nil && info.ModTime.After(folded[id]):
-					folded[id] = info.ModTime
-				}
-				mu.Unlock()
-				if err != nil && !errors.Is(err, manifest.ErrUnreadable) {
-					return err
-				}
-			}
-			return nil
-		})
-		return gctx.Err()
-	})
-	if werr := g.Wait(); werr != nil {
-		return nil, werr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list parts: %w", err)
-	}
-	if bad > 0 {
-		w.log.WarnContext(ctx, "lines of parts that do not decode: their records are read instead", "run_id", run, "lines", bad)
-	}
-	return folded, nil
-}
-
-// walker is a store that lists a page at a time (store.S3, store.Dir).
-type walker interface {
-	Walk(ctx context.Context, prefix string, fn func(store.Info) error) error
-}
-
-// walk calls fn with every object under prefix, a listing page at a time
-// when the store can.
-func (w *Worker) walk(ctx context.Context, prefix string, fn func(store.Info) error) error {
-	if wk, ok := w.cfg.Store.(walker); ok {
-		return wk.Walk(ctx, prefix, fn)
-	}
-	infos, err := w.cfg.Store.List(ctx, prefix)
-	if err != nil {
-		return err
-	}
-	for _, info := range infos {
-		if err := fn(info); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/likeness-run/likeness/internal/testenv"
+	"github.com/likeness-run/likeness/pkg/artifact"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
@@ -207,7 +208,41 @@ func TestFoldedRunFinalizesAsUnfolded(t *testing.T) {
 	if parts := f.parts(run); len(parts) != 2 {
 		t.Fatalf("%d parts after 8 tasks; want 2 (of %d records)", len(parts), foldSize)
 	}
+	ctx := context.Background()
+	packs, err := f.blobs.S3.List(ctx, artifact.CellsPrefix(run))
+	if err != nil || len(packs) != 2 {
+		t.Fatalf("cell packs %v (%v); want one per part", packs, err)
+	}
+	// The fan-in reads the sheet cells of the records still on the fold
+	// list, whose batch was not packed, and no other.
+	tail, err := f.runs.FoldLines(ctx, run, foldSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unpacked []string
+	for _, line := range tail {
+		var r manifest.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatal(err)
+		}
+		unpacked = append(unpacked, strings.TrimSuffix(strings.TrimPrefix(r.OutputKey, store.RunPrefix(run)+"outputs/"), ".png"))
+	}
+	n := f.blobs.len()
 	folded := f.finalize(run)
+	var cellReads []string
+	for _, req := range f.blobs.since(n) {
+		if strings.HasPrefix(req, "GET ") && (strings.Contains(req, "/outputs/") || (strings.Contains(req, "/thumbs/") && !strings.Contains(req, "/thumbs/refs/"))) {
+			cellReads = append(cellReads, req)
+		}
+	}
+	for _, req := range cellReads {
+		if !strings.Contains(req, unpacked[0]) && !strings.Contains(req, unpacked[1]) {
+			t.Errorf("fan-in read %s, a cell of a packed batch (reads %q)", req, cellReads)
+		}
+	}
+	if len(cellReads) == 0 || len(unpacked) != 2 {
+		t.Errorf("fan-in read cells %q for the %d records on the fold list; want theirs", cellReads, len(unpacked))
+	}
 	if got := count(folded.gets, "GET "+store.PartsPrefix(run)); got != 2 {
 		t.Errorf("fan-in read %d parts; want 2 (GETs %q)", got, folded.gets)
 	}

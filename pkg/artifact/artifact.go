@@ -59,6 +59,10 @@ type Config struct {
 	// sheet's drawing is one goroutine, so two use both cores of a small
 	// machine.
 	SheetsAtOnce int
+	// Cells, when set, holds sheet cells packed while the run ran (see
+	// PackCells): a sheet takes the cells it holds from there rather than
+	// from the store.
+	Cells *Cells
 }
 
 // semaphore is a sync.Locker letting cap(s) holders in at once.

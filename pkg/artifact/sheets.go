@@ -21,7 +21,7 @@ func makeSheet(ctx context.Context, cfg Config, s manifest.Summary, records []ma
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the prefetch should the sheet not be drawn
 	sh, cells := buildSheet(ctx, cfg.Store, s.Run, records, models, opt, thumbs)
-	prefetchCells(ctx, cfg.Store, cells, cfg.Workers)
+	prefetchCells(ctx, cellSource{cfg.Store, cfg.Cells}, cells, cfg.Workers)
 	var buf bytes.Buffer
 	drawing.Lock()
 	err := sheet.Encode(&buf, sh)
@@ -124,7 +124,7 @@ func buildSheet(ctx context.Context, blobs imageGetter, run string, records []ma
 					key = t
 				}
 				row[i] = sheet.Cell{Open: open(key)}
-				cells = append(cells, imageCell{cell: &row[i], key: key})
+				cells = append(cells, imageCell{cell: &row[i], key: key, sha: r.SHA256})
 			case r.Status == manifest.Failed:
 				row[i] = sheet.Cell{Mark: sheet.MarkFailed, Label: label("failed", r.ErrorClass)}
 			case r.Status.Skipped():
@@ -152,10 +152,27 @@ func label(status, class string) string {
 // prefetchWindow is how many cell images a sheet reads ahead of drawing.
 const prefetchWindow = 64
 
-// imageCell is a sheet cell that shows the image stored at key.
+// imageCell is a sheet cell that shows the image stored at key, the
+// output with the given sha256 or its thumbnail.
 type imageCell struct {
-	cell *sheet.Cell
-	key  string
+	cell     *sheet.Cell
+	key, sha string
+}
+
+// cellSource reads a cell's image from the packed cells when they hold it,
+// else from the store.
+type cellSource struct {
+	blobs imageGetter
+	cells *Cells
+}
+
+func (s cellSource) image(ctx context.Context, c imageCell) ([]byte, error) {
+	if s.cells != nil && c.sha != "" {
+		if data, ok := s.cells.Image(c.sha); ok {
+			return data, nil
+		}
+	}
+	return s.blobs.Get(ctx, c.key)
 }
 
 // prefetchCells reads the sheet's cell images ahead of Render, workers at
@@ -164,7 +181,7 @@ type imageCell struct {
 // prompts and 4 models waiting on 880 reads in turn would spend most of
 // its time waiting on the store. Each cell's Open then takes its
 // prefetched image. Reads stop when ctx ends.
-func prefetchCells(ctx context.Context, blobs imageGetter, cells []imageCell, workers int) {
+func prefetchCells(ctx context.Context, src cellSource, cells []imageCell, workers int) {
 	type fetched struct {
 		img image.Image
 		err error
@@ -199,19 +216,13 @@ func prefetchCells(ctx context.Context, blobs imageGetter, cells []imageCell, wo
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				img, err := decodeImage(ctx, blobs, c.key)
+				var img image.Image
+				data, err := src.image(ctx, c)
+				if err == nil {
+					img, _, err = image.Decode(bytes.NewReader(data))
+				}
 				results[i] <- fetched{img, err}
 			}()
 		}
 	}()
-}
-
-// decodeImage reads and decodes the image stored at key.
-func decodeImage(ctx context.Context, blobs imageGetter, key string) (image.Image, error) {
-	data, err := blobs.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	return img, err
 }

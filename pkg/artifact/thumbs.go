@@ -195,13 +195,26 @@ func refSHA(key string) string {
 // makeThumb stores one thumbnail and returns its key; "" when the image is
 // missing or not decodable (logged).
 func makeThumb(ctx context.Context, cfg Config, run string, j thumbJob) (string, error) {
+	key, _, err := storeThumb(ctx, cfg, run, j)
+	return key, err
+}
+
+// makeThumbBytes is makeThumb returning the thumbnail rather than its key.
+func makeThumbBytes(ctx context.Context, cfg Config, run string, j thumbJob) ([]byte, error) {
+	_, data, err := storeThumb(ctx, cfg, run, j)
+	return data, err
+}
+
+// storeThumb makes and stores one thumbnail and returns its key and bytes;
+// "" and nil when the image is missing or not decodable (logged).
+func storeThumb(ctx context.Context, cfg Config, run string, j thumbJob) (string, []byte, error) {
 	data, err := cfg.Store.Get(ctx, j.key)
 	if errors.Is(err, store.ErrNotExist) {
 		cfg.Logger.WarnContext(ctx, "image missing: no thumbnail", "run_id", run, "key", j.key)
-		return "", nil
+		return "", nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %s for its thumbnail: %w", j.key, err)
+		return "", nil, fmt.Errorf("read %s for its thumbnail: %w", j.key, err)
 	}
 	if j.sha == "" {
 		sum := sha256.Sum256(data)
@@ -210,13 +223,13 @@ func makeThumb(ctx context.Context, cfg Config, run string, j thumbJob) (string,
 	out, err := Thumbnail(data)
 	if err != nil {
 		cfg.Logger.WarnContext(ctx, "image not decodable: no thumbnail", "run_id", run, "key", j.key, "err", err)
-		return "", nil
+		return "", nil, nil
 	}
 	key := ThumbKey(run, j.key, j.sha)
 	if err := cfg.Store.Put(ctx, key, out, "image/jpeg"); err != nil {
-		return "", fmt.Errorf("store thumbnail %s: %w", key, err)
+		return "", nil, fmt.Errorf("store thumbnail %s: %w", key, err)
 	}
-	return key, nil
+	return key, out, nil
 }
 
 // Thumbnail decodes a PNG, JPEG, WebP or GIF image and returns it as a
