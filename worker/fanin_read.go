@@ -165,7 +165,7 @@ func (w *Worker) spoolParts(ctx context.Context, run string, sp *manifest.Spool)
 func (w *Worker) readCells(ctx context.Context, run string, cells *artifact.Cells) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(foldedReaders)
-	err := w.walk(gctx, artifact.CellsPrefix(run), func(info store.Info) error {
+	err := w.walk(gctx, store.CellsPrefix(run), func(info store.Info) error {
 		g.Go(func() error {
 			raw, err := w.cfg.Store.Get(gctx, info.Key)
 			if errors.Is(err, store.ErrNotExist) {

@@ -118,7 +118,7 @@ func (w *Worker) packCells(ctx context.Context, run string, part foldedPart) {
 	var pack bytes.Buffer
 	n, err := artifact.PackCells(ctx, cfg, run, records, artifact.SheetsOf(ctx, cfg, run, st.SpecKey), &pack)
 	if err == nil && n > 0 {
-		err = w.cfg.Store.Put(ctx, artifact.CellsKey(run, part.seq), pack.Bytes(), "application/x-tar")
+		err = w.cfg.Store.Put(ctx, store.CellsKey(run, part.seq), pack.Bytes(), "application/x-tar")
 	}
 	if err != nil {
 		w.log.WarnContext(ctx, "sheet cells not packed: the fan-in reads them one by one", "run_id", run, "part", part.seq, "err", err)

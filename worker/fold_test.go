@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/likeness-run/likeness/internal/testenv"
-	"github.com/likeness-run/likeness/pkg/artifact"
 	"github.com/likeness-run/likeness/pkg/manifest"
 	"github.com/likeness-run/likeness/pkg/provider"
 	"github.com/likeness-run/likeness/pkg/ratelimit"
@@ -209,7 +208,7 @@ func TestFoldedRunFinalizesAsUnfolded(t *testing.T) {
 		t.Fatalf("%d parts after 8 tasks; want 2 (of %d records)", len(parts), foldSize)
 	}
 	ctx := context.Background()
-	packs, err := f.blobs.S3.List(ctx, artifact.CellsPrefix(run))
+	packs, err := f.blobs.S3.List(ctx, store.CellsPrefix(run))
 	if err != nil || len(packs) != 2 {
 		t.Fatalf("cell packs %v (%v); want one per part", packs, err)
 	}

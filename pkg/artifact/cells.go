@@ -23,7 +23,7 @@ import (
 // a run of 50 characters, which cost the object store more CPU than the
 // sheets cost the fan-in. So each fold of a batch of records (see the
 // worker's fold step) also packs the images the sheets will show of that
-// batch, a tar stored at runs/<run>/cells/<seq>.tar, and makes the
+// batch, a tar stored at store.CellsKey (runs/<run>/cells/<seq>.tar), and makes the
 // batch's thumbnails; the fan-in reads the packs (one GET per batch) into
 // a Cells spool on local disk, and a sheet takes its cells from there.
 // A cell no pack holds is read from the store as before, so a lost or
@@ -32,12 +32,6 @@ import (
 // A pack's entries are named by the sha256 of the output they show (as its
 // record gives it): an output rewritten after its batch was packed (a
 // retried task) has another sha256 and is not taken from the old pack.
-
-// CellsPrefix holds a run's cell packs.
-func CellsPrefix(run string) string { return store.RunPrefix(run) + "cells/" }
-
-// CellsKey is the pack of the fold batch seq.
-func CellsKey(run string, seq int64) string { return fmt.Sprintf("%s%06d.tar", CellsPrefix(run), seq) }
 
 // OnSheet reports whether a record's output is a cell of its character's
 // sheet, as opt says what the sheets show.
@@ -92,7 +86,9 @@ func PackCells(ctx context.Context, cfg Config, run string, records []manifest.R
 					return nil
 				}
 			} else {
-				data, err = thumbnailBytes(gctx, cfg, run, r)
+				// Made afresh: a batch just folded has no thumbnails yet,
+				// and one made again is the same object.
+				data, err = makeThumbBytes(gctx, cfg, run, thumbJob{key: r.OutputKey, sha: r.SHA256})
 			}
 			if err != nil || data == nil || !onSheet {
 				return err
@@ -119,18 +115,6 @@ func PackCells(ctx context.Context, cfg Config, run string, records []manifest.R
 		return 0, fmt.Errorf("pack cells: %w", err)
 	}
 	return len(cells), nil
-}
-
-// thumbnailBytes returns the thumbnail of r's output, made and stored at
-// ThumbKey unless it is stored there already; nil when the output is
-// missing or not decodable (logged).
-func thumbnailBytes(ctx context.Context, cfg Config, run string, r manifest.Record) ([]byte, error) {
-	key := ThumbKey(run, r.OutputKey, r.SHA256)
-	data, err := cfg.Store.Get(ctx, key)
-	if err == nil || !errors.Is(err, store.ErrNotExist) {
-		return data, err
-	}
-	return makeThumbBytes(ctx, cfg, run, thumbJob{key: r.OutputKey, sha: r.SHA256})
 }
 
 // Cells holds the sheet cells of a run's packs for its fan-in, in a

@@ -36,6 +36,13 @@ func PartsPrefix(run string) string { return RunPrefix(run) + "parts/" }
 // PartKey is the run's seq-th part.
 func PartKey(run string, seq int64) string { return fmt.Sprintf("%s%06d.jsonl", PartsPrefix(run), seq) }
 
+// CellsPrefix holds the run's sheet cells packed while it ran, one tar
+// per part (see artifact.PackCells).
+func CellsPrefix(run string) string { return RunPrefix(run) + "cells/" }
+
+// CellsKey is the pack of part seq's sheet cells.
+func CellsKey(run string, seq int64) string { return fmt.Sprintf("%s%06d.tar", CellsPrefix(run), seq) }
+
 // ManifestKey is every record of the run, one JSON object per line.
 func ManifestKey(run string) string { return RunPrefix(run) + "manifest.jsonl" }
 
