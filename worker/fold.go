@@ -97,7 +97,7 @@ func (w *Worker) fold(ctx context.Context, run string) ([]foldedPart, error) {
 	}
 }
 
-// packCells stores the sheet cells of a part at artifact.CellsKey, making
+// packCells stores the sheet cells of a part at store.CellsKey, making
 // the thumbnails they show (see artifact.PackCells), so that the fan-in
 // reads one pack instead of an image per cell. It does its best: a pack
 // not made is logged, and the fan-in reads those cells one by one.

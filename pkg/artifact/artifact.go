@@ -9,11 +9,15 @@
 // rewritten from the same records to the same bytes. An output no larger
 // than a thumbnail (see OwnThumbnail) is shown as it is. WriteFrom does
 // all of it a character at a time, for a fan-in that streams its records.
+// While the run runs, each fold of a batch of records calls PackCells,
+// which makes the batch's thumbnails and packs the images its sheet cells
+// show; the fan-in reads the packs into Cells and passes them in Config.
 // Every key is below runs/<run>/:
 //
 //	thumbs/<character>/<model>/<prompt>/<variant>-<sha12>.jpg   output thumbnails
 //	thumbs/refs/<sha12>.jpg                                     reference and inpainting thumbnails
 //	sheets/<character>.png                                      character sheets
+//	cells/<seq>.tar                                             sheet cells packed by a fold
 //	report/index.html, report/characters/<character>/...        the report
 package artifact
 

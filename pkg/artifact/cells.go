@@ -23,8 +23,8 @@ import (
 // a run of 50 characters, which cost the object store more CPU than the
 // sheets cost the fan-in. So each fold of a batch of records (see the
 // worker's fold step) also packs the images the sheets will show of that
-// batch, a tar stored at store.CellsKey (runs/<run>/cells/<seq>.tar), and makes the
-// batch's thumbnails; the fan-in reads the packs (one GET per batch) into
+// batch, a tar stored at store.CellsKey (runs/<run>/cells/<seq>.tar), and
+// makes the batch's thumbnails; the fan-in reads the packs (one GET per batch) into
 // a Cells spool on local disk, and a sheet takes its cells from there.
 // A cell no pack holds is read from the store as before, so a lost or
 // missing pack costs time, never an image.
@@ -45,10 +45,10 @@ func SheetsOf(ctx context.Context, cfg Config, run, specKey string) spec.Sheets 
 	return sheetsOf(ctx, cfg.withDefaults(), manifest.Summary{Run: run, SpecKey: specKey})
 }
 
-// PackCells makes the thumbnails of a batch of run's records that lack one
-// (as the fan-in would) and writes to w, as a tar, the image each cell of
-// the sheets opt describes shows: the thumbnail, or the output when it is
-// its own thumbnail. It returns how many cells it packed. An image that is
+// PackCells makes the thumbnails of a batch of run's records (the fan-in
+// then finds them stored and makes none) and writes to w, as a tar, the
+// image each cell of the sheets opt describes shows: the thumbnail, or the
+// output when it is its own thumbnail. It returns how many cells it packed. An image that is
 // missing or not decodable is left out (the fan-in marks it); a store that
 // cannot be read or written is an error.
 func PackCells(ctx context.Context, cfg Config, run string, records []manifest.Record, opt spec.Sheets, w io.Writer) (int, error) {
