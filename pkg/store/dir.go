@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -84,18 +85,11 @@ func (d *Dir) PutIfAbsent(ctx context.Context, key string, data []byte, contentT
 }
 
 func (d *Dir) put(ctx context.Context, key string, data []byte, exclusive bool) error {
-	if err := CheckKey(key); err != nil {
+	dst, err := d.target(ctx, key)
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dst := d.path(key)
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := writeTemp(dir, data)
+	tmp, err := writeTemp(filepath.Dir(dst), bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
@@ -108,15 +102,31 @@ func (d *Dir) put(ctx context.Context, key string, data []byte, exclusive bool) 
 	return os.Rename(tmp, dst)
 }
 
-// writeTemp writes data to a new, synced temporary file in dir and returns
-// its path.
-func writeTemp(dir string, data []byte) (string, error) {
+// target checks key and ctx and makes the directory of the object stored
+// under key, whose path it returns.
+func (d *Dir) target(ctx context.Context, key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	dst := d.path(key)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// writeTemp copies r to a new, synced temporary file in dir and returns
+// its path; on error nothing is left behind.
+func writeTemp(dir string, r io.Reader) (string, error) {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return "", err
 	}
 	name := f.Name()
-	_, err = f.Write(data)
+	_, err = io.Copy(f, r)
 	if err == nil {
 		err = f.Chmod(0o644)
 	}

@@ -76,40 +76,19 @@ func (d *Dir) PutStream(ctx context.Context, key string, r io.Reader, contentTyp
 }
 
 func (d *Dir) putStream(ctx context.Context, key string, r io.Reader) error {
-	if err := CheckKey(key); err != nil {
+	dst, err := d.target(ctx, key)
+	if err != nil {
 		return err
 	}
+	tmp, err := writeTemp(filepath.Dir(dst), r)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // no-op after a successful rename
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dst := d.path(key)
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	_, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(name, dst)
+	return os.Rename(tmp, dst)
 }
 
 // Walk calls fn with every object whose key starts with prefix, in key
